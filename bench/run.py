@@ -1,0 +1,218 @@
+"""The gearjob benchmark: gearjob beside the C reference (libgearman) and python3-gearman, in one run.
+
+Each stack (client + worker of the same implementation) runs three cases against its own fresh
+gearmand (`-t 1`, on a free loopback port):
+
+  a) N sequential foreground jobs, one worker: jobs/s, p50/p99 latency per job
+  b) N background jobs submitted with no worker running, then drained by one worker:
+     submit jobs/s and p50/p99 submit latency, drain jobs/s
+  c) an N-job foreground batch with two workers: jobs/s
+
+It prints a table, gearjob's ratios to the others with the project's targets, and the resident memory
+of an idle gearjob worker. Run it with bench/run.sh, which builds the C peer and the virtualenv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from gearjob.config import ServerAddress
+from gearjob.protocol import server_status
+
+HERE = Path(__file__).resolve().parent
+PEERS = HERE / "peers"
+FUNCTION = "bench_echo"
+GEARMAND = shutil.which("gearmand") or "/usr/sbin/gearmand"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def gearmand() -> Iterator[int]:
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.Popen(
+            [GEARMAND, "-t", "1", "--listen=127.0.0.1", f"--port={port}",
+             "--log-file", f"{tmp}/gearmand.log"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    server_status(ServerAddress("127.0.0.1", port), timeout=1)
+                    break
+                except Exception:
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        raise RuntimeError(f"gearmand did not start on port {port}") from None
+                    time.sleep(0.05)
+            yield port
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+def queue(port: int) -> tuple[int, int]:
+    """(jobs queued or running, workers) for the benchmark's function."""
+    for status in server_status(ServerAddress("127.0.0.1", port), timeout=5):
+        if status.function == FUNCTION:
+            return status.total, status.workers
+    return 0, 0
+
+
+class Stack:
+    def __init__(self, name: str, worker: list[str], client: list[str], env: dict[str, str]):
+        self.name, self.worker_cmd, self.client_cmd, self.env = name, worker, client, env
+
+    @contextmanager
+    def workers(self, port: int, count: int) -> Iterator[list[subprocess.Popen[bytes]]]:
+        procs = [
+            subprocess.Popen(
+                [*self.worker_cmd_for(port)], env=self.env,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            for _ in range(count)
+        ]
+        try:
+            deadline = time.monotonic() + 20
+            while queue(port)[1] < count:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.name}: {count} workers did not register")
+                time.sleep(0.02)
+            yield procs
+        finally:
+            for p in procs:
+                p.kill()
+            for p in procs:
+                p.wait()
+
+    def worker_cmd_for(self, port: int) -> list[str]:
+        return [a.replace("{port}", str(port)) for a in self.worker_cmd]
+
+    def client(self, mode: str, port: int, n: int) -> dict[str, float]:
+        out = subprocess.run(
+            [*self.client_cmd, mode, "127.0.0.1", str(port), FUNCTION, str(n)],
+            env=self.env, check=True, capture_output=True, text=True, timeout=1800,
+        ).stdout
+        result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+        if result["failed"]:
+            raise RuntimeError(f"{self.name} {mode}: {result['failed']} jobs failed")
+        return result
+
+
+def run_stack(stack: Stack, n: int) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    with gearmand() as port:
+        with stack.workers(port, 1):
+            r = stack.client("fg", port, n)
+        figures |= {"fg_jobs_s": n / r["seconds"], "fg_p50_ms": r["p50_ms"], "fg_p99_ms": r["p99_ms"]}
+    with gearmand() as port:
+        r = stack.client("bg", port, n)
+        figures |= {"bg_submit_jobs_s": n / r["seconds"], "bg_p50_ms": r["p50_ms"],
+                    "bg_p99_ms": r["p99_ms"]}
+        if queue(port)[0] != n:
+            raise RuntimeError(f"{stack.name}: {queue(port)[0]} of {n} background jobs queued")
+        start = time.perf_counter()
+        with stack.workers(port, 1):
+            while queue(port)[0]:
+                time.sleep(0.005)
+            figures["bg_drain_jobs_s"] = n / (time.perf_counter() - start)
+    with gearmand() as port, stack.workers(port, 2):
+        r = stack.client("batch", port, n)
+        figures["batch_jobs_s"] = n / r["seconds"]
+    return figures
+
+
+def idle_worker_rss_mb(stack: Stack) -> float:
+    with gearmand() as port, stack.workers(port, 1) as procs:
+        time.sleep(1)
+        for line in Path(f"/proc/{procs[0].pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+ROWS = [
+    ("a) fg sequential, jobs/s", "fg_jobs_s", "{:,.0f}"),
+    ("a) fg p50 latency, ms", "fg_p50_ms", "{:.3f}"),
+    ("a) fg p99 latency, ms", "fg_p99_ms", "{:.3f}"),
+    ("b) bg submit, jobs/s", "bg_submit_jobs_s", "{:,.0f}"),
+    ("b) bg submit p50, ms", "bg_p50_ms", "{:.3f}"),
+    ("b) bg submit p99, ms", "bg_p99_ms", "{:.3f}"),
+    ("b) bg drain (1 worker), jobs/s", "bg_drain_jobs_s", "{:,.0f}"),
+    ("c) fg batch (2 workers), jobs/s", "batch_jobs_s", "{:,.0f}"),
+]
+THROUGHPUT = ["fg_jobs_s", "bg_submit_jobs_s", "bg_drain_jobs_s", "batch_jobs_s"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=20_000, help="jobs per case (default 20000)")
+    parser.add_argument("--c-peer", required=True, help="path of the compiled gearbench binary")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    args = parser.parse_args()
+
+    env = dict(os.environ, PYTHONPATH=f"{PEERS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    python = sys.executable
+    stacks = [
+        Stack("C libgearman", [args.c_peer, "worker", "127.0.0.1", "{port}", FUNCTION],
+              [args.c_peer], env),
+        Stack("gearjob",
+              [python, "-m", "gearjob", "worker", "--server", "127.0.0.1:{port}",
+               "--job", f"{FUNCTION}=bench_jobs:echo", "--log-level", "warning"],
+              [python, str(PEERS / "gearjob_peer.py")], env),
+        Stack("python3-gearman",
+              [python, str(PEERS / "python3_gearman_peer.py"), "worker", "127.0.0.1", "{port}",
+               FUNCTION],
+              [python, str(PEERS / "python3_gearman_peer.py")], env),
+    ]
+    results: dict[str, dict[str, float]] = {}
+    for stack in stacks:
+        print(f"running {stack.name} ({args.jobs} jobs per case) ...", file=sys.stderr, flush=True)
+        results[stack.name] = run_stack(stack, args.jobs)
+    rss = idle_worker_rss_mb(stacks[1])
+
+    names = [s.name for s in stacks]
+    print(f"\nN = {args.jobs:,} jobs per case, gearmand -t 1 on loopback, {os.cpu_count()} cores\n")
+    print("| case | " + " | ".join(names) + " |")
+    print("|---|" + "---:|" * len(names))
+    for label, key, fmt in ROWS:
+        print(f"| {label} | " + " | ".join(fmt.format(results[n][key]) for n in names) + " |")
+
+    g, c, p = results["gearjob"], results["C libgearman"], results["python3-gearman"]
+    print("\n| ratio (jobs/s) | gearjob / C | gearjob / python3-gearman |")
+    print("|---|---:|---:|")
+    for label, key, _ in ROWS:
+        if key in THROUGHPUT:
+            print(f"| {label} | {g[key] / c[key]:.2f}x | {g[key] / p[key]:.2f}x |")
+    checks = [
+        ("a) fg sequential >= 0.9x C", g["fg_jobs_s"] >= 0.9 * c["fg_jobs_s"]),
+        ("c) fg batch > 1.0x C", g["batch_jobs_s"] > c["batch_jobs_s"]),
+        ("every case >= 1.6x python3-gearman", all(g[k] >= 1.6 * p[k] for k in THROUGHPUT)),
+        (f"idle gearjob worker RSS {rss:.1f} MB < 30 MB", rss < 30),
+    ]
+    print()
+    for label, ok in checks:
+        print(f"{'met ' if ok else 'MISSED'} {label}")
+    if args.json:
+        print(json.dumps({"jobs": args.jobs, "results": results, "idle_worker_rss_mb": rss}))
+    return 0 if all(ok for _, ok in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
