@@ -1,0 +1,243 @@
+"""The Islandora Job wire format: JSON workloads, results and exceptions.
+
+A client sends the workload ``{"func": job_name, "args": [...], "site": ..., "uid": ...}``
+(Islandora's PHP sends exactly these four keys). gearjob's own client adds ``"gearjob": 1``,
+which tells the worker to JSON-encode every result, so that values come back with their type.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import PayloadError
+
+__all__ = [
+    "JobRequest",
+    "decode_exception",
+    "decode_request",
+    "decode_result",
+    "encode_exception",
+    "encode_request",
+    "encode_result",
+]
+
+_JSON_TYPES_HINT = "pass JSON types: dict, list, str, int, float, bool, None"
+_ENVELOPE_KEYS = frozenset(("func", "args", "site", "uid", "gearjob"))
+
+# One reusable encoder (json.dumps with options builds a new one per call).
+_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+_encode = _ENCODER.encode
+_decoder = json.JSONDecoder()
+
+
+def _why_not_json(value: Any) -> str:
+    try:
+        _encode(value)
+    except (TypeError, ValueError, RecursionError) as exc:
+        return str(exc) or type(exc).__name__
+    return ""
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def encode_request(
+    job_name: str,
+    args: Sequence[Any],
+    *,
+    site: str | None = None,
+    uid: int | None = None,
+) -> bytes:
+    """Encode a workload; PayloadError names the argument JSON cannot carry."""
+    envelope = {"func": job_name, "args": list(args), "site": site, "uid": uid, "gearjob": 1}
+    try:
+        return _encode(envelope).encode("ascii")
+    except (TypeError, ValueError, RecursionError) as exc:
+        for i, arg in enumerate(args, 1):
+            why = _why_not_json(arg)
+            if why:
+                raise PayloadError(
+                    f"argument {i} of job {job_name} ({_type_name(arg)}): {why}; {_JSON_TYPES_HINT}"
+                ) from exc
+        for key, value in (("site", site), ("uid", uid)):
+            why = _why_not_json(value)
+            if why:
+                raise PayloadError(
+                    f"{key} of job {job_name} ({_type_name(value)}): {why}; {_JSON_TYPES_HINT}"
+                ) from exc
+        raise PayloadError(f"job {job_name}: arguments cannot be encoded: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """A decoded workload. ``extra`` holds envelope keys gearjob does not know."""
+
+    func: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    site: Any
+    uid: Any
+    json_results: bool
+    extra: dict[str, Any]
+
+
+def _too_deep(value: Any, max_depth: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > max_depth:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, (dict, list)))
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item if isinstance(v, (dict, list)))
+    return False
+
+
+def decode_request(function: str, workload: bytes, *, max_depth: int = 100) -> JobRequest:
+    """Decode the workload of a job assigned under ``function``.
+
+    PayloadError for: non-UTF-8, invalid JSON, nesting deeper than ``max_depth``, not an
+    object, ``func`` naming another job, ``args`` neither list nor object (an object gives
+    keyword arguments). Missing or null ``args`` means no arguments.
+    """
+    where = f"workload of job {function}"
+    try:
+        text = bytes(workload).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError(
+            f"{where} is not valid UTF-8 (byte {exc.start}); send JSON text in UTF-8"
+        ) from exc
+    try:
+        data = _decoder.decode(text)
+    except json.JSONDecodeError as exc:
+        snippet = text[:80] + ("..." if len(text) > 80 else "")
+        raise PayloadError(f"{where} is not valid JSON ({exc}): {snippet!r}") from exc
+    except RecursionError as exc:
+        raise PayloadError(f"{where} is nested deeper than {max_depth} levels") from exc
+    if (text.count("[") + text.count("{")) > max_depth and _too_deep(data, max_depth):
+        raise PayloadError(f"{where} is nested deeper than {max_depth} levels")
+    if not isinstance(data, dict):
+        raise PayloadError(
+            f"{where} is a JSON {_json_kind(data)}, expected an object like "
+            '{"func": ..., "args": [...]}'
+        )
+    func = data.get("func", function)
+    if func != function:
+        raise PayloadError(
+            f"{where} names another job in its envelope: func = {func!r}; "
+            "submit it under the function it names"
+        )
+    raw_args = data.get("args")
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    if isinstance(raw_args, list):
+        args = raw_args
+    elif isinstance(raw_args, dict):
+        kwargs = raw_args
+    elif raw_args is not None:
+        raise PayloadError(
+            f'{where}: "args" is a JSON {_json_kind(raw_args)}, expected a list (positional '
+            "arguments) or an object (keyword arguments)"
+        )
+    marker = data.get("gearjob")
+    return JobRequest(
+        func=function,
+        args=args,
+        kwargs=kwargs,
+        site=data.get("site"),
+        uid=data.get("uid"),
+        json_results=marker is not None and marker is not False and marker != 0,
+        extra={k: v for k, v in data.items() if k not in _ENVELOPE_KEYS},
+    )
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def encode_result(value: Any, *, json_results: bool) -> bytes:
+    """Encode a job's return value.
+
+    ``json_results`` (gearjob clients): always JSON. Otherwise (PHP/Islandora clients): str as
+    UTF-8, bytes as they are, None as empty, everything else JSON.
+    """
+    if not json_results:
+        if isinstance(value, str):
+            try:
+                return value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise PayloadError(f"result string cannot be encoded as UTF-8: {exc}") from exc
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return bytes(value)
+        if value is None:
+            return b""
+    try:
+        return _encode(value).encode("ascii")
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise PayloadError(
+            f"result ({_type_name(value)}) cannot be sent: {exc}; return JSON types: "
+            "dict, list, str, int, float, bool, None"
+        ) from exc
+
+
+def decode_result(data: bytes) -> Any:
+    """Decode a result: JSON gives its value; empty gives None.
+
+    Results of workers that do not speak JSON (plain text from a PHP worker) come back as
+    ``str`` when they are UTF-8 and as ``bytes`` otherwise.
+    """
+    if not data:
+        return None
+    raw = bytes(data)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+    try:
+        return _decoder.decode(text)
+    except (json.JSONDecodeError, RecursionError):
+        return text
+
+
+def _exception_type_name(exc: BaseException) -> str:
+    cls = type(exc)
+    name: str = cls.__qualname__
+    if cls.__module__ == "builtins" and getattr(builtins, name, None) is cls:
+        return name
+    return f"{cls.__module__}.{name}"
+
+
+def encode_exception(exc: BaseException) -> bytes:
+    """Encode an exception for WORK_EXCEPTION: ``{"type": "ValueError", "message": "boom"}``."""
+    message = str(exc)
+    return _encode({"type": _exception_type_name(exc), "message": message}).encode("ascii")
+
+
+def decode_exception(data: bytes) -> tuple[str | None, str]:
+    """Decode WORK_EXCEPTION data to ``(type, message)``; plain text gives ``(None, text)``."""
+    text = bytes(data).decode("utf-8", "replace")
+    try:
+        obj = _decoder.decode(text)
+    except (json.JSONDecodeError, RecursionError):
+        return None, text
+    if isinstance(obj, dict) and isinstance(obj.get("message"), str):
+        exc_type = obj.get("type")
+        message: str = obj["message"]
+        return (exc_type if isinstance(exc_type, str) else None), message
+    return None, text

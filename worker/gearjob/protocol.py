@@ -1,0 +1,598 @@
+"""The Gearman binary protocol and admin text protocol over TCP (optionally TLS).
+
+Lengths are counted in bytes (never characters); every argument is ``bytes``. A
+:class:`Connection` keeps one receive buffer, parses packets in place and never accepts a
+packet larger than ``max_packet_size``. Sockets are non-blocking once connected: waiting is
+done with ``poll`` so that every read honours a timeout, and a :class:`Connection` can be
+registered with :mod:`selectors` (see :meth:`Connection.read_available`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import math
+import select
+import socket
+import ssl
+import struct
+import time
+from dataclasses import dataclass
+from enum import IntEnum
+
+from .config import DEFAULT_MAX_PACKET, ServerAddress
+from .errors import ProtocolError, ServerUnavailable
+
+__all__ = [
+    "ARG_COUNT",
+    "DEFAULT_MAX_PACKET",
+    "MAGIC_REQ",
+    "MAGIC_RES",
+    "Cmd",
+    "Connection",
+    "FunctionStatus",
+    "Packet",
+    "admin_command",
+    "pack",
+    "server_status",
+]
+
+MAGIC_REQ = b"\0REQ"
+MAGIC_RES = b"\0RES"
+HEADER_SIZE = 12
+RECV_SIZE = 65536
+BIG_RECV_SIZE = 4 * 1024 * 1024
+#: admin commands whose answer is several lines ended by a line with a single "."
+MULTILINE_ADMIN = frozenset(("status", "workers", "show", "prioritystatus"))
+
+
+class Cmd(IntEnum):
+    """Packet types of the Gearman binary protocol."""
+
+    CAN_DO = 1
+    CANT_DO = 2
+    RESET_ABILITIES = 3
+    PRE_SLEEP = 4
+    NOOP = 6
+    SUBMIT_JOB = 7
+    JOB_CREATED = 8
+    GRAB_JOB = 9
+    NO_JOB = 10
+    JOB_ASSIGN = 11
+    WORK_STATUS = 12
+    WORK_COMPLETE = 13
+    WORK_FAIL = 14
+    GET_STATUS = 15
+    ECHO_REQ = 16
+    ECHO_RES = 17
+    SUBMIT_JOB_BG = 18
+    ERROR = 19
+    STATUS_RES = 20
+    SUBMIT_JOB_HIGH = 21
+    SET_CLIENT_ID = 22
+    CAN_DO_TIMEOUT = 23
+    ALL_YOURS = 24
+    WORK_EXCEPTION = 25
+    OPTION_REQ = 26
+    OPTION_RES = 27
+    WORK_DATA = 28
+    WORK_WARNING = 29
+    GRAB_JOB_UNIQ = 30
+    JOB_ASSIGN_UNIQ = 31
+    SUBMIT_JOB_HIGH_BG = 32
+    SUBMIT_JOB_LOW = 33
+    SUBMIT_JOB_LOW_BG = 34
+    SUBMIT_JOB_SCHED = 35
+    SUBMIT_JOB_EPOCH = 36
+    SUBMIT_REDUCE_JOB = 37
+    SUBMIT_REDUCE_JOB_BACKGROUND = 38
+    GRAB_JOB_ALL = 39
+    JOB_ASSIGN_ALL = 40
+    GET_STATUS_UNIQUE = 41
+    STATUS_RES_UNIQUE = 42
+
+
+#: Number of NUL-separated arguments per command; the last one may contain NUL bytes.
+ARG_COUNT: dict[Cmd, int] = {
+    Cmd.CAN_DO: 1,
+    Cmd.CANT_DO: 1,
+    Cmd.RESET_ABILITIES: 0,
+    Cmd.PRE_SLEEP: 0,
+    Cmd.NOOP: 0,
+    Cmd.SUBMIT_JOB: 3,
+    Cmd.JOB_CREATED: 1,
+    Cmd.GRAB_JOB: 0,
+    Cmd.NO_JOB: 0,
+    Cmd.JOB_ASSIGN: 3,
+    Cmd.WORK_STATUS: 3,
+    Cmd.WORK_COMPLETE: 2,
+    Cmd.WORK_FAIL: 1,
+    Cmd.GET_STATUS: 1,
+    Cmd.ECHO_REQ: 1,
+    Cmd.ECHO_RES: 1,
+    Cmd.SUBMIT_JOB_BG: 3,
+    Cmd.ERROR: 2,
+    Cmd.STATUS_RES: 5,
+    Cmd.SUBMIT_JOB_HIGH: 3,
+    Cmd.SET_CLIENT_ID: 1,
+    Cmd.CAN_DO_TIMEOUT: 2,
+    Cmd.ALL_YOURS: 0,
+    Cmd.WORK_EXCEPTION: 2,
+    Cmd.OPTION_REQ: 1,
+    Cmd.OPTION_RES: 1,
+    Cmd.WORK_DATA: 2,
+    Cmd.WORK_WARNING: 2,
+    Cmd.GRAB_JOB_UNIQ: 0,
+    Cmd.JOB_ASSIGN_UNIQ: 4,
+    Cmd.SUBMIT_JOB_HIGH_BG: 3,
+    Cmd.SUBMIT_JOB_LOW: 3,
+    Cmd.SUBMIT_JOB_LOW_BG: 3,
+    Cmd.SUBMIT_JOB_SCHED: 8,
+    Cmd.SUBMIT_JOB_EPOCH: 4,
+    Cmd.SUBMIT_REDUCE_JOB: 5,
+    Cmd.SUBMIT_REDUCE_JOB_BACKGROUND: 5,
+    Cmd.GRAB_JOB_ALL: 0,
+    Cmd.JOB_ASSIGN_ALL: 5,
+    Cmd.GET_STATUS_UNIQUE: 1,
+    Cmd.STATUS_RES_UNIQUE: 6,
+}
+
+# Lookup tables indexed by the command number (faster than Cmd(n) per packet).
+_CMD_BY_NUM: list[Cmd | None] = [None] * (max(Cmd) + 1)
+_NARGS_BY_NUM: list[int] = [0] * (max(Cmd) + 1)
+for _cmd, _n in ARG_COUNT.items():
+    _CMD_BY_NUM[_cmd] = _cmd
+    _NARGS_BY_NUM[_cmd] = _n
+
+_HEADER = struct.Struct(">4sII")
+_pack_header = _HEADER.pack
+_unpack_header = _HEADER.unpack_from
+
+
+@dataclass(frozen=True, slots=True)
+class Packet:
+    """One binary packet: its command and its arguments."""
+
+    cmd: Cmd
+    args: tuple[bytes, ...]
+
+
+def pack(cmd: Cmd, *args: bytes) -> bytes:
+    """Build a request packet. Only the last argument may contain NUL bytes."""
+    for arg in args[:-1]:
+        if b"\0" in arg:
+            raise ValueError(f"argument {arg!r} of {cmd.name} contains a NUL byte")
+    body = b"\0".join(args)
+    return _pack_header(MAGIC_REQ, cmd, len(body)) + body
+
+
+def pack_response(cmd: Cmd, *args: bytes) -> bytes:
+    """Build a response packet (what a job server sends); used by tests and tools."""
+    body = b"\0".join(args)
+    return _pack_header(MAGIC_RES, cmd, len(body)) + body
+
+
+def _describe(exc: BaseException) -> str:
+    """A short lower-case reason for a socket error: "connection refused"."""
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS error: {exc.reason or exc}"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve host name: {exc.strerror or exc}"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        text = exc.strerror or errno.errorcode.get(exc.errno, str(exc.errno))
+        return text[:1].lower() + text[1:]
+    return str(exc) or type(exc).__name__
+
+
+class Connection:
+    """One connection to a job server (binary and admin protocol).
+
+    Not thread-safe: use one connection from one thread at a time.
+    """
+
+    def __init__(
+        self,
+        address: ServerAddress,
+        *,
+        connect_timeout: float = 5.0,
+        max_packet_size: int = DEFAULT_MAX_PACKET,
+    ) -> None:
+        self.address = address
+        self.connect_timeout = connect_timeout
+        self.max_packet_size = max_packet_size
+        self._name = str(address)
+        self._sock: socket.socket | None = None
+        self._tls = False
+        self._poller: select.poll | None = None
+        self._ssl_context: ssl.SSLContext | None = None
+        # Receive buffer: ``_buf[_pos:]`` is unparsed data. A received chunk is used as it is
+        # (bytes) while it holds whole packets; it becomes a bytearray when data accumulates.
+        self._buf: bytes | bytearray = b""
+        self._pos = 0
+        self._out = bytearray()  # queued output for non-blocking writes (batches)
+
+    def __repr__(self) -> str:
+        state = "connected" if self._sock is not None else "closed"
+        return f"<Connection {self._name} {state}>"
+
+    # -- connection management -------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._sock is not None
+
+    def connect(self) -> None:
+        """Connect (TCP, then TLS when the address has TLS settings).
+
+        Raises ServerUnavailable("host:port: connection refused") and the like.
+        """
+        self.close()
+        addr = self.address
+        try:
+            sock = socket.create_connection((addr.host, addr.port), timeout=self.connect_timeout)
+        except TimeoutError as exc:
+            raise ServerUnavailable(
+                f"{self._name}: connect timed out after {self.connect_timeout:g} s",
+                self._name,
+            ) from exc
+        except OSError as exc:
+            raise ServerUnavailable(f"{self._name}: {_describe(exc)}", self._name) from exc
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            for opt, value in (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 6)):
+                if hasattr(socket, opt):
+                    sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), value)
+            if addr.tls is not None:
+                if self._ssl_context is None:
+                    self._ssl_context = addr.tls.context()
+                sock = self._ssl_context.wrap_socket(
+                    sock, server_hostname=addr.tls.server_hostname or addr.host
+                )
+        except TimeoutError as exc:
+            sock.close()
+            raise ServerUnavailable(
+                f"{self._name}: TLS handshake timed out after {self.connect_timeout:g} s",
+                self._name,
+            ) from exc
+        except OSError as exc:
+            sock.close()
+            what = "TLS handshake failed" if addr.tls is not None else "socket setup failed"
+            raise ServerUnavailable(f"{self._name}: {what}: {_describe(exc)}", self._name) from exc
+        self.adopt(sock)
+
+    def adopt(self, sock: socket.socket) -> None:
+        """Use an already connected socket (a socketpair in tests, an accepted socket)."""
+        self.close()
+        sock.setblocking(False)
+        self._sock = sock
+        self._tls = isinstance(sock, ssl.SSLSocket)
+        self._poller = select.poll()
+        self._poller.register(sock, select.POLLIN)
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        self._poller = None
+        self._buf = b""
+        self._pos = 0
+        self._out.clear()
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def fileno(self) -> int:
+        """The socket's file descriptor (-1 when closed), for selectors."""
+        return self._sock.fileno() if self._sock is not None else -1
+
+    def _require(self) -> socket.socket:
+        if self._sock is None:
+            raise ServerUnavailable(f"{self._name}: not connected", self._name)
+        return self._sock
+
+    def _lost(self, exc: BaseException | None, what: str = "") -> ServerUnavailable:
+        self.close()
+        reason = what or (_describe(exc) if exc is not None else "connection lost")
+        return ServerUnavailable(f"{self._name}: {reason}", self._name)
+
+    def _wait(self, events: int, deadline: float | None) -> bool:
+        """Wait until the socket is ready; False when the deadline passed."""
+        poller = self._poller
+        if poller is None:
+            raise self._lost(None, "not connected")
+        if deadline is None:
+            ms: int | None = None
+        else:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            ms = math.ceil(left * 1000)
+        if events != select.POLLIN:
+            poller.modify(self._require(), events)
+        try:
+            return bool(poller.poll(ms))
+        finally:
+            if events != select.POLLIN and self._poller is not None and self._sock is not None:
+                self._poller.modify(self._sock, select.POLLIN)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def send(self, cmd: Cmd, *args: bytes) -> None:
+        """Send one request packet completely; on error close and raise ServerUnavailable."""
+        self.send_bytes(pack(cmd, *args))
+
+    def send_bytes(self, data: bytes, timeout: float | None = None) -> None:
+        """Send already packed packets completely (one system call when the socket allows).
+
+        Raises ServerUnavailable on a lost connection, TimeoutError after ``timeout``.
+        """
+        sock = self._require()
+        if self._out:
+            self._out += data
+            data = b""
+            if not self._flush_out(None if timeout is None else time.monotonic() + timeout):
+                raise TimeoutError(f"{self._name}: could not send within {timeout:g} s")
+            return
+        try:
+            sent = sock.send(data)
+        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            sent = 0
+        except OSError as exc:
+            raise self._lost(exc) from exc
+        if sent < len(data):
+            self._out += memoryview(data)[sent:]
+            if not self._flush_out(None if timeout is None else time.monotonic() + timeout):
+                raise TimeoutError(f"{self._name}: could not send within {timeout:g} s")
+
+    def enqueue(self, data: bytes) -> None:
+        """Queue packed packets for :meth:`flush_nowait` (non-blocking batch writes)."""
+        self._require()
+        self._out += data
+
+    @property
+    def pending_output(self) -> int:
+        """Bytes queued by :meth:`enqueue` and not written yet."""
+        return len(self._out)
+
+    def flush_nowait(self) -> bool:
+        """Write as much queued output as the socket takes now; True when all is written."""
+        sock = self._require()
+        out = self._out
+        while out:
+            try:
+                sent = sock.send(out)
+            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                return False
+            except OSError as exc:
+                raise self._lost(exc) from exc
+            del out[:sent]
+        return True
+
+    def _flush_out(self, deadline: float | None) -> bool:
+        while not self.flush_nowait():
+            if not self._wait(select.POLLOUT, deadline):
+                return False
+        return True
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _fill(self) -> bool:
+        """One non-blocking read into the buffer (draining TLS); False if nothing was there."""
+        sock = self._require()
+        size = RECV_SIZE
+        buf = self._buf
+        if len(buf) - self._pos >= HEADER_SIZE:
+            # a big packet is arriving: read larger chunks
+            want = HEADER_SIZE + _unpack_header(buf, self._pos)[2] - (len(buf) - self._pos)
+            if want > RECV_SIZE:
+                size = min(want, BIG_RECV_SIZE)
+        got = False
+        while True:
+            try:
+                data = sock.recv(size)
+            except (BlockingIOError, ssl.SSLWantReadError):
+                return got
+            except ssl.SSLWantWriteError:
+                self._wait(select.POLLOUT, time.monotonic() + self.connect_timeout)
+                continue
+            except ssl.SSLError as exc:
+                raise self._lost(exc) from exc
+            except OSError as exc:
+                if exc.errno == errno.ECONNRESET:
+                    raise self._lost(exc, "connection reset by the server") from exc
+                raise self._lost(exc) from exc
+            if not data:
+                raise self._lost(None, "connection closed by the server")
+            got = True
+            if self._pos >= len(self._buf):
+                self._buf = data
+            else:
+                if isinstance(self._buf, bytes):
+                    self._buf = bytearray(memoryview(self._buf)[self._pos :])
+                elif self._pos:
+                    del self._buf[: self._pos]
+                self._buf += data
+            self._pos = 0
+            if not self._tls:
+                return True
+            assert isinstance(sock, ssl.SSLSocket)
+            if not sock.pending():
+                return True
+
+    def _parse_one(self) -> Packet | None:
+        """Take one complete packet off the buffer, or None when none is complete."""
+        buf = self._buf
+        pos = self._pos
+        avail = len(buf) - pos
+        if avail < HEADER_SIZE:
+            if avail and buf[pos] != 0:
+                raise self._garbage(buf, pos)
+            return None
+        magic, num, size = _unpack_header(buf, pos)
+        if magic != MAGIC_RES:
+            raise self._garbage(buf, pos)
+        if size > self.max_packet_size:
+            self.close()
+            raise ProtocolError(
+                f"{self._name}: packet of {size} bytes announced, more than max_packet_size "
+                f"{self.max_packet_size}; connection closed (raise max_packet_size if results "
+                "are really that large)"
+            )
+        cmd = _CMD_BY_NUM[num] if num < len(_CMD_BY_NUM) else None
+        if cmd is None:
+            self.close()
+            raise ProtocolError(f"{self._name}: unknown packet type {num}; connection closed")
+        end = pos + HEADER_SIZE + size
+        if len(buf) < end:
+            return None
+        nargs = _NARGS_BY_NUM[num]
+        start = pos + HEADER_SIZE
+        self._pos = end
+        if nargs == 0:
+            if size:
+                self.close()
+                raise ProtocolError(
+                    f"{self._name}: {cmd.name} packet carries {size} unexpected bytes"
+                )
+            return Packet(cmd, ())
+        if isinstance(buf, bytes):
+            args = tuple(buf[start:end].split(b"\0", nargs - 1))
+        else:
+            with memoryview(buf) as view:
+                parts: list[bytes] = []
+                for _ in range(nargs - 1):
+                    nul = buf.find(0, start, end)
+                    if nul < 0:
+                        break
+                    parts.append(bytes(view[start:nul]))
+                    start = nul + 1
+                parts.append(bytes(view[start:end]))
+            args = tuple(parts)
+        if len(args) != nargs:
+            self.close()
+            raise ProtocolError(
+                f"{self._name}: {cmd.name} packet has {len(args)} argument(s), expected {nargs}"
+            )
+        return Packet(cmd, args)
+
+    def _garbage(self, buf: bytes | bytearray, pos: int) -> ProtocolError:
+        snippet = bytes(buf[pos : pos + 16])
+        self.close()
+        return ProtocolError(
+            f"{self._name}: received data that is not a Gearman response "
+            f"(bad magic, starts with {snippet!r}); connection closed"
+        )
+
+    def has_buffered(self) -> bool:
+        """True when a complete packet is already buffered (check it before select)."""
+        buf = self._buf
+        pos = self._pos
+        if len(buf) - pos < HEADER_SIZE:
+            return False
+        size: int = _unpack_header(buf, pos)[2]
+        return len(buf) >= pos + HEADER_SIZE + size
+
+    def read_available(self) -> list[Packet]:
+        """Read what the socket has (call when a selector says readable) and return the
+        complete packets (maybe none). EOF/reset: close + ServerUnavailable; garbage, bad
+        magic, oversize packet: close + ProtocolError."""
+        self._fill()
+        packets: list[Packet] = []
+        while True:
+            packet = self._parse_one()
+            if packet is None:
+                return packets
+            packets.append(packet)
+
+    def recv(self, timeout: float | None = None) -> Packet:
+        """Block for the next packet; TimeoutError after ``timeout`` seconds."""
+        packet = self._parse_one()
+        if packet is not None:
+            return packet
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            sock = self._sock
+            pending = self._tls and isinstance(sock, ssl.SSLSocket) and sock.pending()
+            if not pending and not self._wait(select.POLLIN, deadline):
+                raise TimeoutError(f"{self._name}: no answer within {timeout:g} s")
+            if self._fill():
+                packet = self._parse_one()
+                if packet is not None:
+                    return packet
+
+    # -- admin text protocol ---------------------------------------------------------------
+
+    def _read_line(self, deadline: float | None, timeout: float) -> str:
+        while True:
+            buf = self._buf
+            nl = buf.find(b"\n", self._pos)
+            if nl >= 0:
+                line = bytes(buf[self._pos : nl])
+                self._pos = nl + 1
+                return line.rstrip(b"\r").decode("utf-8", "replace")
+            if not self._wait(select.POLLIN, deadline):
+                raise TimeoutError(f"{self._name}: no admin answer within {timeout:g} s")
+            self._fill()
+
+    def admin(self, command: str, timeout: float = 5.0) -> list[str]:
+        """Run an admin text command on this connection and return its answer lines.
+
+        Multi-line answers (status, workers, show ..., prioritystatus) are returned without
+        the final "."; other commands give their one line. ``ERR ...`` raises ProtocolError.
+        """
+        if "\n" in command or "\r" in command:
+            raise ValueError(f"admin command {command!r} must be a single line")
+        self.send_bytes(command.encode("utf-8") + b"\n", timeout)
+        deadline = time.monotonic() + timeout
+        words = command.split()
+        multiline = bool(words) and words[0] in MULTILINE_ADMIN
+        lines: list[str] = []
+        while True:
+            line = self._read_line(deadline, timeout)
+            if not lines and line.startswith("ERR"):
+                raise ProtocolError(f"{self._name}: admin command {command!r} failed: {line}")
+            if not multiline:
+                return [line]
+            if line == ".":
+                return lines
+            lines.append(line)
+
+
+def admin_command(address: ServerAddress, command: str, *, timeout: float = 5.0) -> list[str]:
+    """Connect, run one admin command (see :meth:`Connection.admin`), disconnect."""
+    conn = Connection(address, connect_timeout=timeout)
+    conn.connect()
+    try:
+        return conn.admin(command, timeout)
+    finally:
+        conn.close()
+
+
+@dataclass(frozen=True)
+class FunctionStatus:
+    """One line of the admin ``status`` answer."""
+
+    function: str
+    total: int
+    running: int
+    workers: int
+
+    @property
+    def queued(self) -> int:
+        """Jobs waiting for a worker."""
+        return self.total - self.running
+
+
+def parse_status(lines: list[str]) -> list[FunctionStatus]:
+    """Parse the lines of the admin ``status`` answer."""
+    result = []
+    for line in lines:
+        fields = line.split("\t")
+        if len(fields) != 4 or not all(f.isdigit() for f in fields[1:]):
+            raise ProtocolError(f"unexpected line in the admin status answer: {line!r}")
+        result.append(FunctionStatus(fields[0], int(fields[1]), int(fields[2]), int(fields[3])))
+    return result
+
+
+def server_status(address: ServerAddress, *, timeout: float = 5.0) -> list[FunctionStatus]:
+    """The parsed admin ``status`` of a job server (one entry per known function)."""
+    return parse_status(admin_command(address, "status", timeout=timeout))

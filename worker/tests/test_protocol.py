@@ -1,0 +1,318 @@
+"""The binary and admin protocol: packet framing, partial reads, limits, real gearmand."""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import struct
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gearjob.config import ServerAddress
+from gearjob.errors import ProtocolError, ServerUnavailable
+from gearjob.protocol import (
+    ARG_COUNT,
+    MAGIC_REQ,
+    MAGIC_RES,
+    Cmd,
+    Connection,
+    FunctionStatus,
+    Packet,
+    admin_command,
+    pack,
+    pack_response,
+    parse_status,
+    server_status,
+)
+
+if TYPE_CHECKING:
+    from conftest import GearmanServer
+
+FAKE = ServerAddress("fake", 1)
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[Connection, socket.socket]]:
+    """A Connection reading from one end of a socketpair; the test writes the other end."""
+    ours, theirs = socket.socketpair()
+    conn = Connection(FAKE, max_packet_size=1 << 20)
+    conn.adopt(ours)
+    try:
+        yield conn, theirs
+    finally:
+        conn.close()
+        theirs.close()
+
+
+def responses() -> list[tuple[Packet, bytes]]:
+    """Sample packets of every shape a server sends, with their encoding."""
+    samples = [
+        (Cmd.NOOP, ()),
+        (Cmd.JOB_CREATED, (b"H:host:1",)),
+        (Cmd.WORK_COMPLETE, (b"H:host:1", "héllo wörld \U0001f389 €".encode())),
+        (Cmd.WORK_COMPLETE, (b"H:host:2", bytes(range(256)) + b"\0\0tail\0")),
+        (Cmd.WORK_STATUS, (b"H:host:2", b"3", b"10")),
+        (Cmd.STATUS_RES, (b"H:host:2", b"1", b"0", b"3", b"10")),
+        (Cmd.ERROR, (b"JOB_NOT_FOUND", b"Job given in work result not found")),
+        (Cmd.JOB_ASSIGN_UNIQ, (b"H:h:3", b"fn", b"uniq", b"")),
+        (Cmd.WORK_EXCEPTION, (b"H:h:3", b'{"type":"ValueError","message":"boom"}')),
+        (Cmd.WORK_DATA, (b"H:h:3", b"")),
+    ]
+    return [(Packet(cmd, args), pack_response(cmd, *args)) for cmd, args in samples]
+
+
+def test_pack_layout() -> None:
+    data = pack(Cmd.SUBMIT_JOB, b"fn", b"uq", "ü".encode())
+    assert data[:4] == MAGIC_REQ
+    assert struct.unpack(">II", data[4:12]) == (Cmd.SUBMIT_JOB, len(data) - 12)
+    # the length counts bytes, not characters: "ü" is two bytes
+    assert struct.unpack(">I", data[8:12])[0] == len(b"fn\0uq\0") + 2
+    assert data[12:] == b"fn\0uq\0\xc3\xbc"
+    assert pack(Cmd.GRAB_JOB_UNIQ) == MAGIC_REQ + struct.pack(">II", 30, 0)
+
+
+def test_pack_refuses_nul_in_leading_argument() -> None:
+    with pytest.raises(ValueError, match="NUL"):
+        pack(Cmd.SUBMIT_JOB, b"f\0n", b"", b"x")
+    # the last argument may carry NUL bytes
+    assert pack(Cmd.SUBMIT_JOB, b"fn", b"", b"a\0b").endswith(b"a\0b")
+
+
+def test_arg_count_covers_every_command() -> None:
+    assert set(ARG_COUNT) == set(Cmd)
+    assert ARG_COUNT[Cmd.JOB_ASSIGN_UNIQ] == 4
+    assert ARG_COUNT[Cmd.SUBMIT_JOB_SCHED] == 8
+
+
+def test_parse_all_packets_in_one_read(pair: tuple[Connection, socket.socket]) -> None:
+    conn, peer = pair
+    samples = responses()
+    peer.sendall(b"".join(raw for _, raw in samples))
+    got: list[Packet] = []
+    while len(got) < len(samples):
+        got.extend(conn.read_available())
+    assert got == [p for p, _ in samples]
+    assert not conn.has_buffered()
+
+
+def test_partial_reads_split_at_every_byte(pair: tuple[Connection, socket.socket]) -> None:
+    conn, peer = pair
+    samples = responses()
+    stream = b"".join(raw for _, raw in samples)
+    expected = [p for p, _ in samples]
+    for cut in range(1, len(stream)):
+        peer.sendall(stream[:cut])
+        got = conn.read_available()
+        peer.sendall(stream[cut:])
+        while len(got) < len(expected):
+            got.extend(conn.read_available())
+        assert got == expected, f"split at byte {cut}"
+
+
+def test_byte_by_byte(pair: tuple[Connection, socket.socket]) -> None:
+    conn, peer = pair
+    packet, raw = responses()[2]
+    for i, byte in enumerate(raw):
+        assert not conn.has_buffered()
+        peer.sendall(bytes([byte]))
+        got = conn.read_available()
+        assert got == ([packet] if i == len(raw) - 1 else [])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    payloads=st.lists(st.binary(max_size=300), min_size=1, max_size=6),
+    texts=st.lists(st.text(max_size=50), min_size=1, max_size=3),
+    cuts=st.lists(st.integers(min_value=0, max_value=4000), max_size=8),
+)
+def test_random_packets_and_splits(
+    payloads: list[bytes], texts: list[str], cuts: list[int]
+) -> None:
+    ours, theirs = socket.socketpair()
+    conn = Connection(FAKE)
+    conn.adopt(ours)
+    try:
+        expected = [Packet(Cmd.WORK_COMPLETE, (b"H:x:1", p)) for p in payloads]
+        expected += [
+            Packet(Cmd.WORK_DATA, (b"H:x:2", t.encode("utf-8", "surrogatepass"))) for t in texts
+        ]
+        stream = b"".join(pack_response(p.cmd, *p.args) for p in expected)
+        points = sorted({c % (len(stream) + 1) for c in cuts} | {0, len(stream)})
+        got: list[Packet] = []
+        for a, b in itertools.pairwise(points):
+            theirs.sendall(stream[a:b])
+            got.extend(conn.read_available())
+        while len(got) < len(expected):
+            got.extend(conn.read_available())
+        assert got == expected
+    finally:
+        conn.close()
+        theirs.close()
+
+
+def test_recv_returns_packets_one_by_one(pair: tuple[Connection, socket.socket]) -> None:
+    conn, peer = pair
+    samples = responses()
+    peer.sendall(b"".join(raw for _, raw in samples))
+    assert [conn.recv(5) for _ in samples] == [p for p, _ in samples]
+
+
+def test_recv_times_out(pair: tuple[Connection, socket.socket]) -> None:
+    conn, peer = pair
+    peer.sendall(MAGIC_RES)  # half a header
+    with pytest.raises(TimeoutError, match=r"no answer within 0\.05 s"):
+        conn.recv(0.05)
+    assert conn.connected
+
+
+def test_ten_megabyte_packet(pair: tuple[Connection, socket.socket]) -> None:
+    conn, peer = pair
+    conn.max_packet_size = 64 << 20
+    big = bytes(range(256)) * (10 * 4096)  # 10 MiB with every byte value
+    raw = pack_response(Cmd.WORK_COMPLETE, b"H:x:9", big)
+    writer = threading.Thread(target=peer.sendall, args=(raw,))
+    writer.start()
+    try:
+        packet = conn.recv(30)
+    finally:
+        writer.join()
+    assert packet.cmd == Cmd.WORK_COMPLETE
+    assert packet.args[0] == b"H:x:9"
+    assert packet.args[1] == big
+
+
+def test_oversize_length_header_closes(pair: tuple[Connection, socket.socket]) -> None:
+    conn, peer = pair
+    peer.sendall(MAGIC_RES + struct.pack(">II", Cmd.WORK_COMPLETE, 0xFFFFFFF0))
+    with pytest.raises(ProtocolError, match=r"4294967280 bytes.*max_packet_size 1048576"):
+        conn.recv(5)
+    assert not conn.connected
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (b"HTTP/1.1 400 Bad Request\r\n\r\n", "not a Gearman response"),
+        (b"E", "not a Gearman response"),
+        (MAGIC_REQ + struct.pack(">II", Cmd.NOOP, 0), r"bad magic.*\\x00REQ"),
+        (MAGIC_RES + struct.pack(">II", 99, 0), "unknown packet type 99"),
+        (MAGIC_RES + struct.pack(">II", 0, 0), "unknown packet type 0"),
+        (MAGIC_RES + struct.pack(">II", Cmd.WORK_COMPLETE, 3) + b"abc", "1 argument.*expected 2"),
+        (MAGIC_RES + struct.pack(">II", Cmd.STATUS_RES, 3) + b"a\0b", "2 argument.*expected 5"),
+        (MAGIC_RES + struct.pack(">II", Cmd.NOOP, 2) + b"xx", "NOOP packet carries 2"),
+    ],
+)
+def test_garbage_is_a_protocol_error(
+    pair: tuple[Connection, socket.socket], data: bytes, match: str
+) -> None:
+    conn, peer = pair
+    peer.sendall(data)
+    with pytest.raises(ProtocolError, match=match):
+        conn.recv(5)
+    assert not conn.connected
+
+
+def test_eof_is_server_unavailable(pair: tuple[Connection, socket.socket]) -> None:
+    conn, peer = pair
+    peer.sendall(pack_response(Cmd.NOOP))
+    peer.close()
+    assert conn.recv(5) == Packet(Cmd.NOOP, ())
+    with pytest.raises(ServerUnavailable, match=r"^fake:1: connection closed by the server$"):
+        conn.recv(5)
+    assert not conn.connected
+    with pytest.raises(ServerUnavailable, match="not connected"):
+        conn.send(Cmd.NOOP)
+
+
+def test_non_blocking_queue_and_flush(pair: tuple[Connection, socket.socket]) -> None:
+    conn, peer = pair
+    data = pack(Cmd.ECHO_REQ, b"x" * 100_000) * 20  # more than a socket buffer takes
+    conn.enqueue(data)
+    received = bytearray()
+    peer.settimeout(5)
+    while not conn.flush_nowait() or len(received) < len(data):
+        received += peer.recv(1 << 20)
+    assert conn.pending_output == 0
+    assert bytes(received) == data
+
+
+def test_connect_refused_message(unused_port: int) -> None:
+    port = unused_port
+    conn = Connection(ServerAddress("127.0.0.1", port))
+    with pytest.raises(ServerUnavailable) as info:
+        conn.connect()
+    assert str(info.value) == f"127.0.0.1:{port}: connection refused"
+    assert info.value.address == f"127.0.0.1:{port}"
+    assert not conn.connected
+
+
+def test_unresolvable_host() -> None:
+    conn = Connection(ServerAddress("no-such-host.invalid", 4730), connect_timeout=2)
+    with pytest.raises(ServerUnavailable, match=r"^no-such-host.invalid:4730: cannot resolve"):
+        conn.connect()
+
+
+def test_echo_round_trip_real_server(gearmand: GearmanServer) -> None:
+    conn = Connection(gearmand.address)
+    conn.connect()
+    try:
+        for data in ["plain", "ünïcödé ✓ \U0001f600", "\u0000nul inside"]:
+            conn.send(Cmd.ECHO_REQ, data.encode())
+            assert conn.recv(5) == Packet(Cmd.ECHO_RES, (data.encode(),))
+        blob = bytes(range(256)) * 64
+        conn.send(Cmd.ECHO_REQ, blob)
+        assert conn.recv(5).args == (blob,)
+        conn.send(Cmd.OPTION_REQ, b"exceptions")
+        assert conn.recv(5) == Packet(Cmd.OPTION_RES, (b"exceptions",))
+        # admin text commands work on the same connection between binary packets
+        assert conn.admin("version")[0].startswith("OK 1.")
+        conn.send(Cmd.ECHO_REQ, b"again")
+        assert conn.recv(5).args == (b"again",)
+    finally:
+        conn.close()
+
+
+def test_ten_megabyte_echo_real_server(gearmand: GearmanServer) -> None:
+    conn = Connection(gearmand.address)
+    conn.connect()
+    try:
+        big = ("€" * (5 * 1024 * 1024 // 3 * 2)).encode()  # ~10 MiB of 3-byte characters
+        conn.send(Cmd.ECHO_REQ, big)
+        assert conn.recv(30).args == (big,)
+    finally:
+        conn.close()
+
+
+def test_admin_commands_real_server(gearmand: GearmanServer) -> None:
+    address = gearmand.address
+    assert admin_command(address, "version")[0].startswith("OK")
+    assert server_status(address) == []
+    conn = Connection(address)
+    conn.connect()
+    try:
+        conn.send(Cmd.SUBMIT_JOB_BG, b"queued_fn", b"", b"{}")
+        assert conn.recv(5).cmd == Cmd.JOB_CREATED
+        conn.send(Cmd.GET_STATUS, b"H:nonexistent:1")
+        status = conn.recv(5)
+        assert status.cmd == Cmd.STATUS_RES
+        assert status.args[1] == b"0"
+    finally:
+        conn.close()
+    assert server_status(address) == [FunctionStatus("queued_fn", 1, 0, 0)]
+    assert server_status(address)[0].queued == 1
+    assert admin_command(address, "maxqueue queued_fn 5") == ["OK"]
+    with pytest.raises(ProtocolError, match="admin command 'bogus' failed: ERR UNKNOWN_COMMAND"):
+        admin_command(address, "bogus")
+    with pytest.raises(ValueError, match="single line"):
+        admin_command(address, "status\nshutdown")
+
+
+def test_parse_status_rejects_junk() -> None:
+    assert parse_status(["fn\t3\t1\t2"]) == [FunctionStatus("fn", 3, 1, 2)]
+    with pytest.raises(ProtocolError, match="unexpected line"):
+        parse_status(["fn 3 1 2"])
