@@ -1,0 +1,7 @@
+"""``python -m gearjob``: the same as the ``gearjob`` command."""
+
+import sys
+
+from gearjob.cli import main
+
+sys.exit(main())

@@ -1,0 +1,717 @@
+"""The ``gearjob`` command: run a worker, submit jobs, inspect servers and the job registry.
+
+Everything beyond argparse is imported inside the command that needs it, so that an idle
+worker stays small.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import logging.config
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+
+if TYPE_CHECKING:
+    from gearjob.config import Settings
+    from gearjob.registry import Registry
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 3
+EXIT_UNAVAILABLE = 4
+EXIT_TIMEOUT = 5
+
+EXIT_CODES = """\
+exit codes:
+  0  success
+  1  a job failed, or an unexpected error
+  2  usage error (bad option, argument or batch line)
+  3  configuration or job registry error
+  4  a job server is unavailable
+  5  a job timed out
+  130/143  the worker was stopped at once by SIGINT / a second SIGTERM
+"""
+
+MAIN_EPILOG = f"""\
+examples:
+  gearjob worker --config /etc/gearjob/worker.toml
+  gearjob submit my_module_hello_world Danny
+  gearjob status --server 10.0.0.5:4730
+
+configuration: workers read /etc/gearjob/worker.toml, clients (submit, batch, status)
+/etc/gearjob/client.toml, unless --config or $GEARJOB_CONFIG names another file;
+$GEARJOB_SERVERS and --server override the servers it lists.
+
+{EXIT_CODES}"""
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def _add_common(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """--config, --server, --log-level on the top parser and (suppressed) on each command,
+    so that they can be given before or after the command name."""
+
+    def default(value: Any) -> Any:
+        return value if top else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        default=default(None),
+        help="TOML configuration file (default: $GEARJOB_CONFIG, else "
+        "/etc/gearjob/worker.toml for worker/jobs/check, /etc/gearjob/client.toml "
+        "for submit/batch/status)",
+    )
+    parser.add_argument(
+        "--server",
+        metavar="HOST:PORT",
+        action="append",
+        default=default(None),
+        help="job server; repeat for several (replaces the configured servers)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default=default("info"),
+        help="log messages of this level and above to stderr (default: info)",
+    )
+
+
+def _command(
+    sub: Any, name: str, summary: str, description: str, examples: str
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=summary,
+        description=f"{summary}.\n\n{description}",
+        epilog=f"examples:\n{examples}\n\n{EXIT_CODES}",
+        formatter_class=_Formatter,
+    )
+    _add_common(parser, top=False)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gearjob",
+        description="Asynchronous and parallel job processing for Python on Gearman.",
+        epilog=MAIN_EPILOG,
+        formatter_class=_Formatter,
+    )
+    _add_common(parser, top=True)
+    from gearjob import __version__
+
+    parser.add_argument("--version", action="version", version=f"gearjob {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = _command(
+        sub,
+        "worker",
+        "Run a worker daemon that serves the registered jobs",
+        "Connects to every configured server at once and runs one job at a time.\n"
+        "SIGTERM: finish the current job, send its result, exit 0. A second SIGTERM or\n"
+        "SIGINT: exit at once (143/130); the server gives the job to another worker.\n"
+        "SIGHUP: re-read the configuration and the job registry between jobs.\n"
+        "Jobs come from the gearjob.jobs entry points of installed packages, then the\n"
+        "[jobs] table of the configuration, then --job flags; a later source overrides\n"
+        "an earlier one for the same name.",
+        "  gearjob worker --config /etc/gearjob/worker.toml\n"
+        "  gearjob worker --server 127.0.0.1:4730 --job hello=my_module.jobs:hello_world\n"
+        "  gearjob worker --max-jobs 1000 --job-timeout 600",
+    )
+    _job_flag(p)
+    p.add_argument(
+        "--max-jobs",
+        type=_positive_int,
+        metavar="N",
+        help="exit 0 after N jobs, to be restarted fresh (0 = no limit; default: config max_jobs)",
+    )
+    p.add_argument(
+        "--job-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="fail a job that runs longer (0 = no limit; default: config job_timeout; "
+        "[job_timeouts] entries still apply to their jobs)",
+    )
+
+    p = _command(
+        sub,
+        "submit",
+        "Submit one job and print its result",
+        "Each ARG is parsed as JSON, else taken as a string. The result is printed as is\n"
+        "when it is a string, else as JSON. Exit 1 when the job fails, 5 on a timeout.",
+        "  gearjob submit my_module_hello_world Danny\n"
+        '  gearjob submit resize \'{"path": "/tmp/a.jpg"}\' 640 --timeout 30\n'
+        "  gearjob submit --background --priority high reindex 42",
+    )
+    p.add_argument("job", metavar="JOB", help="job name (Gearman function)")
+    p.add_argument("args", metavar="ARG", nargs="*", help="job argument (JSON, else a string)")
+    p.add_argument(
+        "--background",
+        action="store_true",
+        help="do not wait for the job; print its handle",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="give up waiting after this long (0 = wait forever; default: config timeout)",
+    )
+    p.add_argument("--priority", choices=("low", "normal", "high"), default="normal")
+
+    p = _command(
+        sub,
+        "batch",
+        "Run the jobs of a JSON-lines file in parallel and print their results",
+        'Each line is {"job_name": "...", "args": [...]}; "-" reads standard input.\n'
+        "Prints one JSON line per job, in input order. Exit 1 if any job failed,\n"
+        "2 (naming the line) if a line is not a valid job. A progress bar is shown\n"
+        "on a terminal.",
+        "  gearjob batch jobs.jsonl\n"
+        '  echo \'{"job_name": "my_module_hello_world", "args": ["Danny"]}\' | gearjob batch -',
+    )
+    p.add_argument("file", metavar="FILE.jsonl", help='file of jobs, "-" for standard input')
+    p.add_argument("--timeout", type=_seconds, metavar="SECONDS", help="for the whole batch")
+    p.add_argument("--priority", choices=("low", "normal", "high"), default="normal")
+
+    p = _command(
+        sub,
+        "status",
+        "Show queued and running jobs and workers per function and server",
+        "Asks each server (admin 'status'). Exit 4 if a server cannot be reached.",
+        "  gearjob status\n  gearjob status --json --server 10.0.0.5 --server 10.0.0.6",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = _command(
+        sub,
+        "jobs",
+        "List the jobs a worker would register and where each came from",
+        "Imports every entry like the worker does at start-up. Exit 3 if one is wrong.",
+        "  gearjob jobs\n  gearjob jobs --json --job extra=my_pkg.jobs:extra",
+    )
+    _job_flag(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = _command(
+        sub,
+        "check",
+        "Check that every configured job server answers",
+        "Asks each server for its version; prints one line per server.\n"
+        "Exit 0 if all answer, 4 otherwise (for health checks and deploy scripts).",
+        "  gearjob check\n  gearjob check --client   # the servers of client.toml",
+    )
+    p.add_argument(
+        "--client",
+        action="store_true",
+        help="check the servers of the client configuration instead of the worker's",
+    )
+    return parser
+
+
+def _job_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--job",
+        metavar="NAME=module:function",
+        action="append",
+        default=[],
+        help="register a job (repeatable; overrides the config and entry points)",
+    )
+
+
+# --------------------------------------------------------------------------- logging
+
+
+class OneLineFormatter(logging.Formatter):
+    """One line per event (tracebacks joined with " | "); under journald a <N> priority
+    prefix, which journald turns into the entry's priority."""
+
+    PRIORITY: ClassVar[dict[str, int]] = {
+        "DEBUG": 7,
+        "INFO": 6,
+        "WARNING": 4,
+        "ERROR": 3,
+        "CRITICAL": 2,
+    }
+
+    def __init__(self, fmt: str, journal: bool = False) -> None:
+        super().__init__(fmt)
+        self.journal = journal
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record).rstrip("\n").replace("\n", " | ")
+        if self.journal:
+            return f"<{self.PRIORITY.get(record.levelname, 6)}>{text}"
+        return text
+
+
+def _journal_stream() -> bool:
+    """True when stderr is the journal stream systemd announced in $JOURNAL_STREAM."""
+    value = os.environ.get("JOURNAL_STREAM", "")
+    dev, _, ino = value.partition(":")
+    if not dev.isdigit() or not ino.isdigit():
+        return False
+    try:
+        st = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return st.st_dev == int(dev) and st.st_ino == int(ino)
+
+
+def configure_logging(level: str = "info") -> None:
+    """The one place logging is set up: stderr, one line per event. Under journald no
+    timestamps, and a <N> syslog priority prefix journald turns into the entry's priority."""
+    journal = _journal_stream()
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    if not journal:
+        fmt = "%(asctime)s " + fmt
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {
+                "line": {
+                    "()": "gearjob.cli.OneLineFormatter",
+                    "fmt": fmt,
+                    "journal": journal,
+                }
+            },
+            "handlers": {
+                "stderr": {
+                    "class": "logging.StreamHandler",
+                    "stream": "ext://sys.stderr",
+                    "formatter": "line",
+                }
+            },
+            "root": {"level": level.upper(), "handlers": ["stderr"]},
+        }
+    )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _Exit(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _fail(code: int, message: str) -> NoReturn:
+    raise _Exit(code, message)
+
+
+def _settings(args: argparse.Namespace, kind: str) -> Settings:
+    from gearjob.config import ServerAddress, load_settings
+
+    settings = load_settings(args.config, kind="worker" if kind == "worker" else "client")
+    if args.server:
+        settings.servers = [ServerAddress.parse(text, settings.tls) for text in args.server]
+    return settings
+
+
+def _worker_settings(args: argparse.Namespace) -> Settings:
+    settings = _settings(args, "worker")
+    if getattr(args, "max_jobs", None) is not None:
+        settings.max_jobs = args.max_jobs or None
+    if getattr(args, "job_timeout", None) is not None:
+        settings.job_timeout = args.job_timeout or None
+    return settings
+
+
+def _client(settings: Settings, timeout: float | None) -> Any:
+    from gearjob.client import Client
+
+    return Client(
+        settings.servers,
+        timeout=timeout,
+        connect_timeout=settings.connect_timeout,
+        tls=settings.tls,
+        client_id=settings.client_id,
+        max_packet_size=settings.max_packet_size,
+    )
+
+
+def _parse_arg(text: str) -> Any:
+    """JSON if it parses (NaN/Infinity excepted), else the text itself."""
+    import json
+
+    def no_constants(name: str) -> Any:
+        raise ValueError(name)
+
+    try:
+        return json.loads(text, parse_constant=no_constants)
+    except ValueError:
+        return text
+
+
+def _print_value(value: Any) -> None:
+    import json
+
+    if isinstance(value, bytes):
+        sys.stdout.flush()
+        sys.stdout.buffer.write(value + b"\n")
+    elif isinstance(value, str):
+        print(value)
+    else:
+        print(json.dumps(value, ensure_ascii=False))
+
+
+def _timeout_arg(args: argparse.Namespace, settings: Settings) -> float | None:
+    if args.timeout is None:
+        return settings.timeout
+    return args.timeout or None
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    from gearjob.errors import JobFailed, JobTimeout
+
+    if isinstance(exc, (JobTimeout, TimeoutError)):
+        return True
+    return (
+        isinstance(exc, JobFailed)
+        and exc.exc_type is not None
+        and exc.exc_type.rsplit(".", 1)[-1] == "JobTimeout"
+    )
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from gearjob import registry as reg
+    from gearjob.worker import Worker
+
+    def load() -> tuple[Settings, Registry]:
+        settings = _worker_settings(args)
+        return settings, reg.build(settings.jobs, settings.source, args.job)
+
+    settings, registry = load()
+    return Worker(settings, registry, reload=load).run()
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    import json
+
+    from gearjob import registry as reg
+    from gearjob.errors import RegistryError
+
+    settings = _worker_settings(args)
+    entries = reg.collect(settings.jobs, settings.source, args.job)
+    rows = []
+    bad = 0
+    for entry in entries.values():
+        row = entry.as_dict()
+        try:
+            reg.resolve(entry)
+            row["error"] = None
+        except RegistryError as exc:
+            row["error"] = str(exc)
+            bad += 1
+        rows.append(row)
+    if args.json:
+        print(json.dumps({"jobs": rows, "errors": bad}, indent=2, ensure_ascii=False))
+    elif not rows:
+        print("no jobs registered (add a [jobs] table to the configuration or use --job)")
+    else:
+        width = max(len(r["name"]) for r in rows)
+        for r in rows:
+            line = f"{r['name']:<{width}}  {r['target']}  (from {r['origin']}"
+            if r["overrides"]:
+                line += "; overrides " + ", ".join(r["overrides"])
+            line += ")"
+            print(line)
+            if r["error"]:
+                print(f"{'':<{width}}  ERROR: {r['error']}")
+    if bad:
+        print(f"gearjob: {bad} job registry error(s); a worker would not start", file=sys.stderr)
+        return EXIT_CONFIG
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from gearjob.errors import GearjobError
+    from gearjob.protocol import admin_command
+
+    settings = _settings(args, "client" if args.client else "worker")
+    down = 0
+    for address in settings.servers:
+        try:
+            answer = admin_command(address, "version", timeout=settings.connect_timeout)
+            version = answer[0] if answer else ""
+            if version.startswith("OK "):
+                version = version[3:]
+            print(f"{address}: ok, gearmand {version}".rstrip())
+        except (GearjobError, OSError) as exc:
+            down += 1
+            text = str(exc)
+            prefix = f"{address}: "
+            print(f"{address}: UNAVAILABLE: {text.removeprefix(prefix)}")
+    if down:
+        print(f"gearjob: {down} of {len(settings.servers)} server(s) unavailable", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    from gearjob.errors import GearjobError
+    from gearjob.protocol import server_status
+
+    settings = _settings(args, "client")
+    report: list[dict[str, Any]] = []
+    down = 0
+    for address in settings.servers:
+        try:
+            functions = server_status(address, timeout=settings.connect_timeout)
+        except (GearjobError, OSError) as exc:
+            down += 1
+            report.append({"server": str(address), "ok": False, "error": str(exc)})
+            continue
+        report.append(
+            {
+                "server": str(address),
+                "ok": True,
+                "functions": [
+                    {
+                        "function": f.function,
+                        "queued": f.queued,
+                        "running": f.running,
+                        "workers": f.workers,
+                    }
+                    for f in sorted(functions, key=lambda f: f.function)
+                ],
+            }
+        )
+    if args.json:
+        print(json.dumps({"servers": report}, indent=2, ensure_ascii=False))
+    else:
+        rows = [("SERVER", "FUNCTION", "QUEUED", "RUNNING", "WORKERS")]
+        for server in report:
+            if not server["ok"]:
+                rows.append((server["server"], "UNAVAILABLE: " + server["error"], "", "", ""))
+            elif not server["functions"]:
+                rows.append((server["server"], "(no functions)", "", "", ""))
+            for f in server.get("functions", []):
+                rows.append(
+                    (
+                        server["server"],
+                        f["function"],
+                        str(f["queued"]),
+                        str(f["running"]),
+                        str(f["workers"]),
+                    )
+                )
+        widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        for row in rows:
+            cells = [row[i].ljust(widths[i]) for i in range(2)]
+            cells += [row[i].rjust(widths[i]) for i in (2, 3)] + [row[4].rjust(7)]
+            print("  ".join(cells).rstrip())
+    return EXIT_UNAVAILABLE if down else EXIT_OK
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    settings = _settings(args, "client")
+    job_args = [_parse_arg(a) for a in args.args]
+    timeout = _timeout_arg(args, settings)
+    with _client(settings, timeout) as client:
+        if args.background:
+            print(client.submit_background(args.job, *job_args, priority=args.priority))
+            return EXIT_OK
+        value = client.submit(args.job, *job_args, timeout=timeout, priority=args.priority)
+    _print_value(value)
+    return EXIT_OK
+
+
+def _read_batch(path: str) -> list[dict[str, Any]]:
+    import json
+
+    try:
+        if path == "-":
+            lines = sys.stdin.read().splitlines()
+        else:
+            with open(path, encoding="utf-8") as fh:
+                lines = fh.read().splitlines()
+    except OSError as exc:
+        _fail(EXIT_USAGE, f"cannot read batch file {path}: {exc.strerror or exc}")
+    except UnicodeDecodeError as exc:
+        _fail(EXIT_USAGE, f"batch file {path} is not UTF-8 text: {exc}")
+    jobs = []
+    hint = 'expected {"job_name": "name", "args": [...]}'
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{path if path != '-' else 'stdin'} line {number}"
+        try:
+            item = json.loads(line)
+        except ValueError as exc:
+            _fail(EXIT_USAGE, f"{where}: not valid JSON ({exc}); {hint}")
+        if not isinstance(item, dict):
+            _fail(EXIT_USAGE, f"{where}: a JSON {type(item).__name__}, {hint}")
+        name = item.get("job_name")
+        if not isinstance(name, str) or not name:
+            _fail(EXIT_USAGE, f'{where}: missing or empty "job_name"; {hint}')
+        job_args = item.get("args", [])
+        if not isinstance(job_args, list):
+            _fail(EXIT_USAGE, f'{where}: "args" must be a list, not {job_args!r}; {hint}')
+        unknown = sorted(set(item) - {"job_name", "args"})
+        if unknown:
+            _fail(EXIT_USAGE, f"{where}: unknown key(s) {', '.join(unknown)}; {hint}")
+        jobs.append({"job_name": name, "args": job_args, "line": number})
+    return jobs
+
+
+class _Progress:
+    """A one-line progress bar on stderr, only when stderr is a terminal."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.failed = 0
+        self.enabled = sys.stderr.isatty() and total > 0
+
+    def update(self, done: int, failed: int) -> None:
+        self.done, self.failed = done, failed
+        if self.enabled:
+            width = 30
+            filled = width * done // self.total
+            bar = "#" * filled + "-" * (width - filled)
+            sys.stderr.write(f"\r[{bar}] {done}/{self.total} done, {failed} failed")
+            sys.stderr.flush()
+
+    def finish(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+BATCH_CHUNK = 200
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    import json
+
+    settings = _settings(args, "client")
+    jobs = _read_batch(args.file)
+    timeout = _timeout_arg(args, settings)
+    progress = _Progress(len(jobs))
+    results: list[Any] = []
+    failed = 0
+    # on a terminal, run in chunks so that the bar moves; otherwise all at once
+    chunk = BATCH_CHUNK if progress.enabled else max(1, len(jobs))
+    with _client(settings, timeout) as client:
+        for start in range(0, len(jobs), chunk):
+            part = jobs[start : start + chunk]
+            done = client.run_batch(
+                [{"job_name": j["job_name"], "args": j["args"]} for j in part],
+                timeout=timeout,
+                priority=args.priority,
+            )
+            results.extend(done)
+            failed += sum(1 for r in done if not r.ok)
+            progress.update(len(results), failed)
+    progress.finish()
+    for job, result in zip(jobs, results, strict=True):
+        line: dict[str, Any] = {"line": job["line"], "job_name": job["job_name"], "ok": result.ok}
+        if result.handle:
+            line["handle"] = result.handle
+        if result.ok:
+            value = result.value
+            if isinstance(value, bytes):
+                value = value.decode("utf-8", "replace")
+            line["result"] = value
+        else:
+            line["error"] = str(result.error)
+        print(json.dumps(line, ensure_ascii=False))
+    print(f"gearjob: {len(jobs)} job(s), {len(jobs) - failed} ok, {failed} failed", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "worker": cmd_worker,
+    "submit": cmd_submit,
+    "batch": cmd_batch,
+    "status": cmd_status,
+    "jobs": cmd_jobs,
+    "check": cmd_check,
+}
+
+
+def _exit_code(exc: BaseException) -> int:
+    from gearjob.errors import (
+        ConfigError,
+        JobFailed,
+        PayloadError,
+        ServerUnavailable,
+    )
+
+    if isinstance(exc, ConfigError):
+        return EXIT_CONFIG
+    if isinstance(exc, ServerUnavailable):
+        return EXIT_UNAVAILABLE
+    if _is_timeout(exc):
+        return EXIT_TIMEOUT
+    if isinstance(exc, PayloadError):
+        return EXIT_USAGE
+    if isinstance(exc, JobFailed):
+        return EXIT_FAILED
+    return EXIT_FAILED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    configure_logging(args.log_level)
+    try:
+        return COMMANDS[args.command](args)
+    except _Exit as exc:
+        print(f"gearjob: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        print("gearjob: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        from gearjob.errors import GearjobError
+
+        code = _exit_code(exc)
+        if isinstance(exc, GearjobError) or code != EXIT_FAILED:
+            print(f"gearjob: {exc}", file=sys.stderr)
+        else:
+            logging.getLogger("gearjob").exception("unexpected error: %s", exc)
+        return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,669 @@
+"""The worker daemon: serves registered jobs from every configured Gearman server at once.
+
+One process runs one job at a time (run more processes for parallelism). The main loop
+multiplexes all server connections with :mod:`selectors`: on each it registers the job names
+(CAN_DO), asks for work (GRAB_JOB_UNIQ), and when there is none says PRE_SLEEP and waits for
+the server's NOOP. Only one GRAB is outstanding at a time, so a job is never assigned to this
+process while it is busy with another; servers that woke it up are served round-robin.
+
+Signals only set flags (or, for "exit now", raise :class:`WorkerKilled`); the loop acts:
+
+* SIGTERM: finish the current job, send its result, exit 0.
+* a second SIGTERM, or SIGINT: exit at once with 128 + signal number (143 or 130); the
+  current job gets no result and the server hands it to another worker.
+* SIGHUP: between jobs, re-read configuration and registry and re-register (RESET_ABILITIES
+  + CAN_DO); an invalid new configuration is logged and the old one kept.
+
+A server that goes away is reconnected with exponential backoff (0.25 s doubling up to 15 s)
+without disturbing the others; the job names are registered again when it is back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import selectors
+import signal
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from gearjob import payload
+from gearjob.config import ServerAddress, Settings
+from gearjob.errors import GearjobError, JobTimeout, PayloadError, ProtocolError, ServerUnavailable
+from gearjob.protocol import Cmd, Connection, Packet, pack
+from gearjob.registry import Registry
+from gearjob.sdnotify import Notifier
+
+log = logging.getLogger("gearjob.worker")
+
+BACKOFF_START = 0.25
+BACKOFF_MAX = 15.0
+#: after a job's deadline, JobTimeout is raised again every this many seconds until it ends
+TIMEOUT_REPEAT = 1.0
+#: a job still running this long after its deadline stops the systemd watchdog pings
+WATCHDOG_GRACE = 30.0
+
+#: ReloadFunc returns the new settings and registry, or raises GearjobError
+ReloadFunc = Callable[[], "tuple[Settings, Registry]"]
+
+
+class WorkerKilled(BaseException):
+    """Raised by the signal handler to leave at once (a second SIGTERM, or SIGINT)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class UnknownJob(GearjobError):
+    """The server assigned a job this worker has no function for."""
+
+
+@dataclass(eq=False)
+class _Link:
+    """One server: its connection and where it is in the grab / sleep cycle."""
+
+    address: ServerAddress
+    conn: Connection | None = None
+    state: str = "down"  # down | idle | grabbing | sleeping
+    retry_at: float = 0.0
+    delay: float = BACKOFF_START
+    failures: int = 0
+    down_since: float | None = None  # when a connection that worked was lost
+    fd: int = -1  # registered with the selector (the connection forgets it when it closes)
+    expected_not_found: int = 0  # ERROR JOB_NOT_FOUND answers to our WORK_FAIL after EXCEPTION
+
+    @property
+    def up(self) -> bool:
+        return self.conn is not None
+
+
+@dataclass
+class _Current:
+    """The job being run (for status, watchdog and logs)."""
+
+    name: str
+    handle: str
+    started: float
+    deadline: float | None
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        *,
+        reload: ReloadFunc | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self._reload_func = reload
+        self.notifier = notifier if notifier is not None else Notifier()
+        self.links = [_Link(a) for a in settings.servers]
+        self.jobs_done = 0
+        self._sel = selectors.DefaultSelector()
+        self._grab_queue: deque[_Link] = deque()
+        self._grabbing: _Link | None = None
+        self._stop = False
+        self._stop_reason = ""
+        self._reload_requested = False
+        self._ready_sent = False
+        self._current: _Current | None = None
+        self._in_job = False
+        self._timed_out = False
+        self._heartbeat = time.monotonic()
+        self._warned_extra: set[tuple[str, tuple[str, ...]]] = set()
+        self._client_id = (
+            settings.client_id or f"gearjob-{socket.gethostname()}-{os.getpid()}"
+        ).encode()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._watchdog_stop = threading.Event()
+
+    # ----------------------------------------------------------------- signals
+
+    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGINT or self._stop:
+            raise WorkerKilled(signum)
+        self._stop = True
+        self._stop_reason = _signal_name(signum)
+
+    def _on_hup(self, signum: int, frame: FrameType | None) -> None:
+        self._reload_requested = True
+
+    def _on_alarm(self, signum: int, frame: FrameType | None) -> None:
+        current = self._current
+        if self._in_job and current is not None:
+            self._timed_out = True
+            limit = self._timeout_for(current.name)
+            raise JobTimeout(
+                f"job {current.name} timed out after {limit:g} s",
+                job_name=current.name,
+                handle=current.handle,
+                timeout=limit,
+            )
+
+    def _install_signals(self) -> dict[int, Any]:
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        previous: dict[int, Any] = {}
+        for signum, handler in (
+            (signal.SIGTERM, self._on_stop_signal),
+            (signal.SIGINT, self._on_stop_signal),
+            (signal.SIGHUP, self._on_hup),
+            (signal.SIGALRM, self._on_alarm),
+        ):
+            previous[signum] = signal.signal(signum, handler)
+        signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+        return previous
+
+    def _restore_signals(self, previous: dict[int, Any]) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.set_wakeup_fd(-1)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    # -------------------------------------------------------------------- run
+
+    def run(self) -> int:
+        """Serve until stopped; returns the process exit code."""
+        previous = self._install_signals()
+        names = ", ".join(self.registry.names()) or "none"
+        log.info(
+            "worker starting: %d job(s) [%s], server(s) %s",
+            len(self.registry),
+            names,
+            ", ".join(str(link.address) for link in self.links),
+        )
+        if not self.registry.functions:
+            log.warning("no jobs are registered: this worker will never get any work")
+        watchdog = self._start_watchdog()
+        try:
+            self._loop()
+            log.info("worker exiting: %s (%d job(s) done)", self._stop_reason, self.jobs_done)
+            return 0
+        except WorkerKilled as killed:
+            current = self._current
+            if current is not None:
+                log.warning(
+                    "exiting at once on %s: job %s %s is left unfinished; the server "
+                    "gives it to another worker",
+                    _signal_name(killed.signum),
+                    current.name,
+                    current.handle,
+                )
+            else:
+                log.warning("exiting at once on %s", _signal_name(killed.signum))
+            return 128 + killed.signum
+        finally:
+            self.notifier.stopping("stopping")
+            self._watchdog_stop.set()
+            if watchdog is not None:
+                watchdog.join(timeout=1)
+            self._restore_signals(previous)
+            self.close()
+
+    def close(self) -> None:
+        for link in self.links:
+            self._drop(link, reason=None)
+        self._sel.close()
+        self._wake_r.close()
+        self._wake_w.close()
+        self.notifier.close()
+
+    def _loop(self) -> None:
+        max_jobs = self.settings.max_jobs
+        while True:
+            self._heartbeat = time.monotonic()
+            if self._stop:
+                return
+            if max_jobs and self.jobs_done >= max_jobs:
+                self._stop_reason = f"{self.jobs_done} job(s) done (max_jobs {max_jobs})"
+                return
+            if self._reload_requested and self._grabbing is None:
+                self._reload()
+                max_jobs = self.settings.max_jobs
+            self._connect_due()
+            self._grab_next()
+            ready = [link for link in self.links if link.conn and link.conn.has_buffered()]
+            if not ready:
+                for key, _ in self._sel.select(self._select_timeout()):
+                    if key.data is None:
+                        self._drain_wakeups()
+                    else:
+                        ready.append(key.data)
+            for link in ready:
+                self._read(link)
+
+    def _select_timeout(self) -> float:
+        timeout = 5.0
+        interval = self.notifier.watchdog_interval
+        if interval is not None:
+            timeout = min(timeout, interval)
+        now = time.monotonic()
+        for link in self.links:
+            if not link.up:
+                timeout = min(timeout, max(0.0, link.retry_at - now))
+        return timeout
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while self._wake_r.recv(512):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    # ------------------------------------------------------------ connections
+
+    def _connect_due(self) -> None:
+        now = time.monotonic()
+        for link in self.links:
+            if link.conn is None and link.retry_at <= now:
+                self._connect(link)
+        if not self._ready_sent and any(link.up for link in self.links):
+            self._ready_sent = True
+            self.notifier.ready(self._idle_status())
+            log.info("worker ready: %s", self._idle_status())
+
+    def _connect(self, link: _Link) -> None:
+        conn = Connection(
+            link.address,
+            connect_timeout=self.settings.connect_timeout,
+            max_packet_size=self.settings.max_packet_size,
+        )
+        try:
+            conn.connect()
+            conn.send_bytes(pack(Cmd.SET_CLIENT_ID, self._client_id) + self._can_do_packets())
+        except (ServerUnavailable, ProtocolError, OSError) as exc:
+            conn.close()
+            self._schedule_retry(link, f"cannot connect: {exc}")
+            return
+        if link.down_since is not None:
+            log.info(
+                "reconnected to %s after %.1f s; registered %d job(s)",
+                link.address,
+                time.monotonic() - link.down_since,
+                len(self.registry),
+            )
+        else:
+            log.info("connected to %s; registered %d job(s)", link.address, len(self.registry))
+        link.conn = conn
+        link.state = "idle"
+        link.failures = 0
+        link.down_since = None
+        link.delay = BACKOFF_START
+        link.expected_not_found = 0
+        link.fd = conn.fileno()
+        self._sel.register(link.fd, selectors.EVENT_READ, link)
+        self._want_grab(link)
+        self._status()
+
+    def _schedule_retry(self, link: _Link, why: str) -> None:
+        link.failures += 1
+        delay = link.delay * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not crypto
+        link.retry_at = time.monotonic() + delay
+        link.delay = min(link.delay * 2, BACKOFF_MAX)
+        level = logging.WARNING if link.failures == 1 else logging.DEBUG
+        log.log(level, "%s: %s; retrying in %.1f s", link.address, why, delay)
+
+    def _drop(self, link: _Link, reason: str | None) -> None:
+        """Forget a connection; with a reason, schedule a reconnect."""
+        if link.fd >= 0:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self._sel.unregister(link.fd)
+            link.fd = -1
+        if link.conn is not None:
+            link.conn.close()
+        link.conn = None
+        link.state = "down"
+        if self._grabbing is link:
+            self._grabbing = None
+        if link in self._grab_queue:
+            self._grab_queue.remove(link)
+        if reason is not None:
+            link.delay = BACKOFF_START
+            link.failures = 0
+            link.down_since = time.monotonic()
+            self._schedule_retry(link, reason)
+            self._status()
+
+    def _send(self, link: _Link, data: bytes) -> bool:
+        conn = link.conn
+        if conn is None:
+            return False
+        try:
+            conn.send_bytes(data)
+        except (ServerUnavailable, ProtocolError, OSError) as exc:
+            self._drop(link, f"connection lost: {exc}")
+            return False
+        return True
+
+    def _can_do_packets(self) -> bytes:
+        return b"".join(pack(Cmd.CAN_DO, name.encode()) for name in self.registry.names())
+
+    # ------------------------------------------------------------- grab cycle
+
+    def _want_grab(self, link: _Link) -> None:
+        if link is not self._grabbing and link not in self._grab_queue:
+            self._grab_queue.append(link)
+
+    def _grab_next(self) -> None:
+        while self._grabbing is None and self._grab_queue and not self._stop:
+            link = self._grab_queue.popleft()
+            if link.up and self._send(link, pack(Cmd.GRAB_JOB_UNIQ)):
+                link.state = "grabbing"
+                self._grabbing = link
+
+    def _read(self, link: _Link) -> None:
+        conn = link.conn
+        if conn is None:
+            return
+        try:
+            packets = conn.read_available()
+        except (ServerUnavailable, ProtocolError, OSError) as exc:
+            self._drop(link, f"connection lost: {exc}")
+            return
+        for packet in packets:
+            if link.conn is not conn:
+                return  # dropped while handling an earlier packet
+            self._handle(link, packet)
+
+    def _handle(self, link: _Link, packet: Packet) -> None:
+        cmd = packet.cmd
+        if cmd == Cmd.JOB_ASSIGN_UNIQ:
+            if self._grabbing is link:
+                self._grabbing = None
+            handle, function, _unique, workload = packet.args
+            self._job(link, handle, function, workload)
+        elif cmd == Cmd.NO_JOB:
+            if self._grabbing is link:
+                self._grabbing = None
+            if self._send(link, pack(Cmd.PRE_SLEEP)):
+                link.state = "sleeping"
+        elif cmd == Cmd.NOOP:
+            if link.state == "sleeping":
+                link.state = "idle"
+                self._want_grab(link)
+        elif cmd == Cmd.ERROR:
+            code = packet.args[0].decode("utf-8", "replace") if packet.args else "?"
+            text = packet.args[1].decode("utf-8", "replace") if len(packet.args) > 1 else ""
+            if code == "JOB_NOT_FOUND" and link.expected_not_found:
+                link.expected_not_found -= 1  # gearmand 1.1: WORK_EXCEPTION already ended it
+                return
+            log.warning("%s answered ERROR %s: %s", link.address, code, text)
+            if self._grabbing is link:
+                self._grabbing = None
+                link.state = "idle"
+                self._want_grab(link)
+        else:
+            log.warning("%s sent an unexpected %s packet; ignored", link.address, cmd.name)
+
+    # ------------------------------------------------------------------- jobs
+
+    def _timeout_for(self, name: str) -> float:
+        limit = self.settings.job_timeouts.get(name, self.settings.job_timeout)
+        return float(limit or 0.0)
+
+    def _job(self, link: _Link, raw_handle: bytes, raw_function: bytes, workload: bytes) -> None:
+        handle = raw_handle.decode("utf-8", "replace")
+        name = raw_function.decode("utf-8", "replace")
+        limit = self._timeout_for(name)
+        started = time.monotonic()
+        self._current = _Current(name, handle, started, started + limit if limit else None)
+        self._status(f"running {name} {handle}")
+        log.debug("job %s %s started (%d bytes)", name, handle, len(workload))
+        request: payload.JobRequest | None = None
+        try:
+            request = payload.decode_request(name, workload)
+            data = self._execute(name, handle, request, limit)
+            reply = pack(Cmd.WORK_COMPLETE, raw_handle, data)
+            outcome: BaseException | None = None
+        except (Exception, SystemExit) as exc:  # a job may raise anything; the worker goes on
+            reply = pack(Cmd.WORK_FAIL, raw_handle)
+            if request is not None and request.json_results:
+                # Only gearjob clients get WORK_EXCEPTION: the C `gearman` tool hangs on it.
+                # gearmand 1.1 ends the job on WORK_EXCEPTION and answers the WORK_FAIL that
+                # follows (sent for servers that do not) with ERROR JOB_NOT_FOUND.
+                data = payload.encode_exception(exc)
+                reply = pack(Cmd.WORK_EXCEPTION, raw_handle, data) + reply
+                link.expected_not_found += 1
+            outcome = exc
+        # (not in a finally: on WorkerKilled, run() still names the unfinished job)
+        self._current = None
+        duration = time.monotonic() - started
+        self.jobs_done += 1
+        if outcome is None:
+            log.info("job %s %s done in %.3f s", name, handle, duration)
+        else:
+            self._log_failure(name, handle, duration, outcome)
+        more = not self._stop and not self._reload_requested and not self._max_reached()
+        if more and not self._grab_queue:
+            # the common case: one write for the result and the next GRAB
+            if self._send(link, reply + pack(Cmd.GRAB_JOB_UNIQ)):
+                link.state = "grabbing"
+                self._grabbing = link
+            else:
+                self._lost_result(name, handle, link)
+        elif self._send(link, reply):
+            link.state = "idle"
+            self._want_grab(link)
+        else:
+            self._lost_result(name, handle, link)
+        self._status()
+
+    def _max_reached(self) -> bool:
+        max_jobs = self.settings.max_jobs
+        return max_jobs is not None and 0 < max_jobs <= self.jobs_done
+
+    def _lost_result(self, name: str, handle: str, link: _Link) -> None:
+        log.warning(
+            "job %s %s: its result could not be sent, %s went away (a client waiting "
+            "on that server lost its connection too)",
+            name,
+            handle,
+            link.address,
+        )
+
+    def _execute(self, name: str, handle: str, request: payload.JobRequest, limit: float) -> bytes:
+        func = self.registry.get(name)
+        if func is None:
+            raise UnknownJob(
+                f"job {name} is not registered on this worker (it has "
+                f"{', '.join(self.registry.names()) or 'no jobs'}); it was probably removed "
+                "by a configuration reload: register it again or stop submitting it"
+            )
+        if request.extra:
+            key = (name, tuple(sorted(request.extra)))
+            level = logging.DEBUG if key in self._warned_extra else logging.WARNING
+            self._warned_extra.add(key)
+            log.log(
+                level,
+                "job %s %s: ignoring unknown envelope field(s) %s",
+                name,
+                handle,
+                ", ".join(sorted(request.extra)),
+            )
+        value = self._call(func, request.args, request.kwargs, limit)
+        try:
+            return payload.encode_result(value, json_results=request.json_results)
+        except PayloadError as exc:
+            raise PayloadError(f"job {name}: {exc}") from None
+
+    def _call(
+        self, func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], limit: float
+    ) -> Any:
+        self._timed_out = False
+        self._in_job = True
+        try:
+            if limit:
+                signal.setitimer(signal.ITIMER_REAL, limit, TIMEOUT_REPEAT)
+            try:
+                value = func(*args, **kwargs)
+            except TypeError as exc:
+                raise _argument_mismatch(func, args, kwargs) or exc from None
+            finally:
+                if limit:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+            if self._timed_out:  # the job swallowed JobTimeout and returned anyway
+                raise JobTimeout(f"job timed out after {limit:g} s", timeout=limit)
+            return value
+        finally:
+            self._in_job = False
+
+    def _log_failure(self, name: str, handle: str, duration: float, exc: BaseException) -> None:
+        if isinstance(exc, JobTimeout):
+            log.error("job %s %s failed: %s", name, handle, exc)
+        elif isinstance(exc, (PayloadError, UnknownJob, BadArguments)):
+            log.error("job %s %s failed in %.3f s: %s", name, handle, duration, exc)
+        else:
+            log.error(
+                "job %s %s failed in %.3f s: %s: %s",
+                name,
+                handle,
+                duration,
+                type(exc).__name__,
+                exc,
+                exc_info=exc,
+            )
+
+    # ----------------------------------------------------------------- reload
+
+    def _reload(self) -> None:
+        self._reload_requested = False
+        self.notifier.reloading("reloading configuration")
+        if self._reload_func is None:
+            log.warning("SIGHUP: this worker has no configuration to reload")
+            self.notifier.ready(self._idle_status())
+            return
+        log.info("SIGHUP: reloading the configuration and the job registry")
+        try:
+            settings, registry = self._reload_func()
+        except Exception as exc:
+            log.error(
+                "reload failed, keeping the previous configuration and its %d job(s): %s",
+                len(self.registry),
+                exc,
+            )
+            self.notifier.ready(self._idle_status())
+            return
+        old, new = set(self.registry.names()), set(registry.names())
+        self.settings = settings
+        self.registry = registry
+        log.info(
+            "reloaded: %d job(s); added: %s; removed: %s",
+            len(new),
+            ", ".join(sorted(new - old)) or "none",
+            ", ".join(sorted(old - new)) or "none",
+        )
+        self._reconcile_servers(settings.servers)
+        packets = pack(Cmd.RESET_ABILITIES) + self._can_do_packets()
+        for link in self.links:
+            if link.up and self._send(link, packets):
+                link.state = "idle"
+                self._want_grab(link)
+        self.notifier.ready(self._idle_status())
+
+    def _reconcile_servers(self, servers: list[ServerAddress]) -> None:
+        keep = [link for link in self.links if link.address in servers]
+        for link in self.links:
+            if link not in keep:
+                log.info("server %s is no longer configured: disconnecting", link.address)
+                self._drop(link, reason=None)
+        known = {link.address for link in keep}
+        added = [_Link(address) for address in servers if address not in known]
+        for link in added:
+            log.info("server %s added by the new configuration", link.address)
+        self.links = keep + added
+
+    # ----------------------------------------------------------- status, sd
+
+    def _idle_status(self) -> str:
+        up = sum(1 for link in self.links if link.up)
+        state = "idle" if up else "waiting for servers"
+        return f"{state}, {up}/{len(self.links)} servers, {self.jobs_done} jobs done"
+
+    def _status(self, text: str | None = None) -> None:
+        if self.notifier.enabled:
+            self.notifier.status(text or self._idle_status())
+
+    def _start_watchdog(self) -> threading.Thread | None:
+        interval = self.notifier.watchdog_interval
+        if interval is None:
+            return None
+        thread = threading.Thread(
+            target=self._watchdog_loop, args=(interval,), name="sd-watchdog", daemon=True
+        )
+        thread.start()
+        return thread
+
+    def _watchdog_loop(self, interval: float) -> None:
+        """Ping systemd while the main loop turns, or while a job runs within its limit.
+
+        A job stuck WATCHDOG_GRACE seconds past its deadline (say, in C code that SIGALRM
+        cannot interrupt) stops the pings, so systemd kills and restarts the worker.
+        """
+        stuck_logged = False
+        while not self._watchdog_stop.wait(interval):
+            now = time.monotonic()
+            current = self._current
+            if current is not None:
+                if current.deadline is None or now < current.deadline + WATCHDOG_GRACE:
+                    self.notifier.watchdog()
+                elif not stuck_logged:
+                    stuck_logged = True
+                    log.error(
+                        "job %s %s is stuck %.0f s past its time limit; no longer pinging "
+                        "the systemd watchdog so that the worker is restarted",
+                        current.name,
+                        current.handle,
+                        now - current.deadline,
+                    )
+            elif now - self._heartbeat < 2 * interval + 5:
+                stuck_logged = False
+                self.notifier.watchdog()
+
+
+class BadArguments(GearjobError, TypeError):
+    """The job's arguments do not fit its function's signature."""
+
+
+def _argument_mismatch(
+    func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]
+) -> BadArguments | None:
+    """After a TypeError: explain it when the arguments do not fit the signature."""
+    import inspect
+
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return None
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        name = getattr(func, "__qualname__", repr(func))
+        return BadArguments(
+            f"arguments {_preview(args, kwargs)} do not fit {name}{signature}: {exc}"
+        )
+    return None
+
+
+def _preview(args: list[Any], kwargs: dict[str, Any]) -> str:
+    text = repr(kwargs) if kwargs and not args else repr(args)
+    return text if len(text) <= 200 else text[:200] + "..."

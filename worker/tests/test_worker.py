@@ -1,0 +1,475 @@
+"""The worker daemon as a real subprocess (`python -m gearjob worker`) against real gearmand."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from daemon_helpers import (
+    RawClient,
+    WorkerProcess,
+    envelope,
+    queued,
+    subprocess_env,
+    wait_for,
+    workers_for,
+    write_config,
+)
+
+from gearjob import payload
+
+JOBS = {
+    "hello": "sample_jobs:hello_world",
+    "echo": "sample_jobs:echo",
+    "length": "sample_jobs:length",
+    "big": "sample_jobs:big",
+    "each_type": "sample_jobs:each_type",
+    "failing": "sample_jobs:failing",
+    "unserializable": "sample_jobs:unserializable",
+    "exits": "sample_jobs:exits",
+    "slow": "sample_jobs:slow",
+    "stubborn": "sample_jobs:stubborn",
+    "touch": "sample_jobs:touch",
+}
+
+
+def job_flags(jobs: dict[str, str]) -> list[str]:
+    return [arg for name, target in jobs.items() for arg in ("--job", f"{name}={target}")]
+
+
+StartWorker = Callable[..., WorkerProcess]
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[StartWorker]:
+    """start_worker(*servers, extra=[...], jobs=JOBS, env=None, ready=True) -> WorkerProcess;
+    every worker is stopped at teardown."""
+    workers: list[WorkerProcess] = []
+
+    def start(
+        *servers: Any,
+        extra: list[str] | None = None,
+        jobs: dict[str, str] | None = JOBS,
+        env: dict[str, str] | None = None,
+        ready: bool = True,
+    ) -> WorkerProcess:
+        args = [a for s in servers for a in ("--server", str(s))]
+        args += job_flags(jobs or {}) + list(extra or [])
+        worker = WorkerProcess(args, tmp_path / f"worker{len(workers)}.log", env=env)
+        workers.append(worker)
+        worker.start()
+        if ready:
+            worker.wait_ready()
+        return worker
+
+    try:
+        yield start
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+def start_slow_job(
+    client: RawClient, tmp_path: Path, seconds: float, *, background: bool = False
+) -> None:
+    """Submit the slow job and wait until the worker runs it."""
+    started = tmp_path / "started"
+    started.unlink(missing_ok=True)
+    workload = envelope("slow", seconds, str(started))
+    if background:
+        client.submit_background("slow", workload)
+    else:
+        client.submit("slow", workload)
+    wait_for(started.exists, what="the job to start")
+
+
+def run(server: Any, function: str, workload: bytes, **kw: Any) -> tuple[str, bytes]:
+    with RawClient(server.address, **kw) as client:
+        return client.run(function, workload)
+
+
+# ----------------------------------------------------------------------------- results
+
+
+def test_islandora_client_gets_strings_as_is_and_other_values_as_json(gearmand, start_worker):
+    start_worker(gearmand)
+    assert run(gearmand, "hello", envelope("hello", "Danny")) == ("WORK_COMPLETE", b"Hello Danny")
+    expected = {
+        "str": "text é ☃".encode(),
+        "int": b"42",
+        "float": b"1.5",
+        "true": b"true",
+        "none": b"",
+        "list": b'[1,"two",null]',
+        "dict": b'{"a":1,"b":[true,null]}',
+        "bytes": b"\x00\xffraw",
+    }
+    with RawClient(gearmand.address) as client:
+        for kind, data in expected.items():
+            assert client.run("each_type", envelope("each_type", kind)) == ("WORK_COMPLETE", data)
+
+
+def test_gearjob_client_gets_every_result_as_json(gearmand, start_worker):
+    start_worker(gearmand)
+    with RawClient(gearmand.address, exceptions=True) as client:
+        expected = {
+            "str": "text é ☃",
+            "int": 42,
+            "none": None,
+            "list": [1, "two", None],
+            "dict": {"a": 1, "b": [True, None]},
+            "false": False,
+        }
+        for kind, value in expected.items():
+            cmd, data = client.run("each_type", envelope("each_type", kind, gearjob=True))
+            assert cmd == "WORK_COMPLETE", (kind, data)
+            assert data.isascii()
+            assert payload.decode_result(data) == value
+        # bytes have no JSON form: the job fails and says why
+        cmd, data = client.run("each_type", envelope("each_type", "bytes", gearjob=True))
+        assert cmd == "WORK_EXCEPTION"
+        assert "bytes" in payload.decode_exception(data)[1]
+
+
+def test_object_args_become_keyword_arguments(gearmand, start_worker):
+    start_worker(gearmand)
+    workload = json.dumps({"func": "echo", "args": {"a": 1, "b": ["x"]}}).encode()
+    cmd, data = run(gearmand, "echo", workload)
+    assert cmd == "WORK_COMPLETE"
+    assert json.loads(data) == {"args": [], "kwargs": {"a": 1, "b": ["x"]}}
+
+
+def test_unicode_round_trip_escaped_and_raw(gearmand, start_worker):
+    start_worker(gearmand)
+    name = "Dänny ☃ 𝄞 \u0000 end"
+    escaped = json.dumps({"func": "hello", "args": [name]}).encode()  # \uXXXX, surrogates
+    raw = json.dumps({"func": "hello", "args": [name]}, ensure_ascii=False).encode()
+    assert b"\\ud834\\udd1e" in escaped
+    for workload in (escaped, raw):
+        assert run(gearmand, "hello", workload) == (
+            "WORK_COMPLETE",
+            ("Hello " + name).encode(),
+        )
+
+
+def test_ten_megabyte_payload_and_result(gearmand, start_worker):
+    start_worker(gearmand)
+    size = 10 * 1024 * 1024
+    text = "é" * (size // 2)  # 10 MiB of UTF-8
+    assert run(gearmand, "length", envelope("length", text)) == (
+        "WORK_COMPLETE",
+        str(size // 2).encode(),
+    )
+    cmd, data = run(gearmand, "big", envelope("big", size))
+    assert cmd == "WORK_COMPLETE"
+    assert len(data) == size
+    assert data == b"x" * size
+
+
+# ----------------------------------------------------------------------------- failures
+
+
+def test_raising_job_fails_for_every_kind_of_client_and_the_worker_goes_on(gearmand, start_worker):
+    worker = start_worker(gearmand)
+    # Islandora/PHP-style workload: WORK_FAIL (gearmand turns nothing else into a hang)
+    assert run(gearmand, "failing", envelope("failing", "boom")) == ("WORK_FAIL", b"")
+    # gearjob client with the exceptions option: the exception's type and message
+    cmd, data = run(gearmand, "failing", envelope("failing", "bang", gearjob=True), exceptions=True)
+    assert cmd == "WORK_EXCEPTION"
+    assert payload.decode_exception(data) == ("ValueError", "bang")
+    # gearjob workload, client without the option: gearmand turns it into WORK_FAIL
+    assert run(gearmand, "failing", envelope("failing", "x", gearjob=True)) == ("WORK_FAIL", b"")
+    assert run(gearmand, "hello", envelope("hello", "again")) == ("WORK_COMPLETE", b"Hello again")
+    log = worker.log()
+    assert "job failing H:" in log and "ValueError: bang" in log
+    assert "Traceback" in log and "sample_jobs.py" in log  # the traceback, on the same line
+    assert not [line for line in log.splitlines() if line.startswith("  File")]
+    assert "answered ERROR" not in log  # gearmand's JOB_NOT_FOUND after WORK_EXCEPTION is expected
+
+
+def test_sys_exit_and_unserializable_results_fail_the_job_not_the_worker(gearmand, start_worker):
+    worker = start_worker(gearmand)
+    with RawClient(gearmand.address, exceptions=True) as client:
+        cmd, data = client.run("exits", envelope("exits", gearjob=True))
+        assert (cmd, payload.decode_exception(data)) == ("WORK_EXCEPTION", ("SystemExit", "3"))
+        cmd, data = client.run("unserializable", envelope("unserializable", gearjob=True))
+        assert cmd == "WORK_EXCEPTION"
+        exc_type, message = payload.decode_exception(data)
+        assert exc_type == "gearjob.errors.PayloadError"
+        assert "job unserializable: result (set) cannot be sent" in message
+        assert client.run("hello", envelope("hello", "x")) == ("WORK_COMPLETE", b"Hello x")
+    assert worker.proc is not None and worker.proc.poll() is None
+
+
+BAD_WORKLOADS = [
+    (b"not json", "is not valid JSON"),
+    (b"", "is not valid JSON"),
+    (b"\xff\xfe{}", "is not valid UTF-8"),
+    (b"[1, 2]", "is a JSON array"),
+    (b'"just a string"', "is a JSON string"),
+    (b'{"args": 5}', '"args" is a JSON number'),
+    (b"[" * 3000 + b"]" * 3000, "nested deeper than 100 levels"),
+    (b'{"args": ["a", "b", "c"]}', "do not fit hello_world(name"),
+    (b'{"args": {"nope": 1}}', "{'nope': 1} do not fit hello_world"),
+    (b'{"func": "echo", "args": ["Danny"]}', "names another job in its envelope: func = 'echo'"),
+]
+
+
+def test_bad_workloads_fail_with_a_clear_message_and_the_worker_goes_on(gearmand, start_worker):
+    worker = start_worker(gearmand)
+    with RawClient(gearmand.address) as client:
+        for workload, message in BAD_WORKLOADS:
+            assert client.run("hello", workload) == ("WORK_FAIL", b""), workload[:40]
+            assert message in worker.wait_log("failed"), message
+            assert client.run("hello", envelope("hello", "ok")) == ("WORK_COMPLETE", b"Hello ok")
+    # the same failures reach a gearjob client as exceptions with the message
+    with RawClient(gearmand.address, exceptions=True) as client:
+        cmd, data = client.run("hello", b'{"args": ["a", "b"], "gearjob": 1}')
+        assert cmd == "WORK_EXCEPTION"
+        exc_type, message = payload.decode_exception(data)
+        assert exc_type == "gearjob.worker.BadArguments"
+        assert "do not fit hello_world" in message
+
+
+def test_a_job_is_never_run_with_another_jobs_envelope(gearmand, start_worker, tmp_path):
+    start_worker(gearmand)
+    marker = tmp_path / "ran"
+    assert run(gearmand, "touch", envelope("hello", str(marker))) == ("WORK_FAIL", b"")
+    assert not marker.exists()
+    assert run(gearmand, "touch", envelope("touch", str(marker))) == (
+        "WORK_COMPLETE",
+        str(marker).encode(),
+    )
+    assert marker.exists()
+
+
+def test_unknown_envelope_fields_are_logged_not_fatal(gearmand, start_worker):
+    worker = start_worker(gearmand)
+    workload = envelope("hello", "Danny", priority="high", trace_id="abc")
+    assert run(gearmand, "hello", workload) == ("WORK_COMPLETE", b"Hello Danny")
+    assert "ignoring unknown envelope field(s) priority, trace_id" in worker.log()
+
+
+def test_unknown_job_name_fails_with_a_clear_message():
+    from gearjob.config import Settings
+    from gearjob.registry import Registry
+    from gearjob.worker import UnknownJob, Worker
+
+    request = payload.decode_request("gone", b'{"args": []}')
+    worker = Worker(Settings(), Registry())
+    try:
+        with pytest.raises(UnknownJob, match="job gone is not registered on this worker"):
+            worker._execute("gone", "H:x:1", request, 0)
+    finally:
+        worker.close()
+
+
+# ----------------------------------------------------------------------------- timeouts
+
+
+def test_job_timeout_fails_the_job_and_the_worker_goes_on(gearmand, start_worker):
+    worker = start_worker(gearmand, extra=["--job-timeout", "0.5"])
+    with RawClient(gearmand.address, exceptions=True) as client:
+        cmd, data = client.run("slow", envelope("slow", 30, gearjob=True))
+        assert cmd == "WORK_EXCEPTION"
+        assert payload.decode_exception(data) == (
+            "gearjob.errors.JobTimeout",
+            "job slow timed out after 0.5 s",
+        )
+        # a job that swallows the timeout exception still times out
+        cmd, data = client.run("stubborn", envelope("stubborn", 1.2, gearjob=True))
+        assert cmd == "WORK_EXCEPTION"
+        assert payload.decode_exception(data)[0] == "gearjob.errors.JobTimeout"
+        assert client.run("hello", envelope("hello", "x")) == ("WORK_COMPLETE", b"Hello x")
+    assert run(gearmand, "slow", envelope("slow", 30)) == ("WORK_FAIL", b"")
+    assert "job slow H:" in worker.log() and "timed out after 0.5 s" in worker.log()
+
+
+def test_per_job_timeouts_from_the_config(gearmand, start_worker, tmp_path):
+    config = write_config(tmp_path / "worker.toml", [str(gearmand)], JOBS)
+    with config.open("a") as fh:
+        fh.write("[job_timeouts]\nslow = 0.3\n")
+    start_worker(extra=["--config", str(config)], jobs=None)
+    with RawClient(gearmand.address, exceptions=True) as client:
+        cmd, data = client.run("slow", envelope("slow", 30, gearjob=True))
+        assert payload.decode_exception(data)[1] == "job slow timed out after 0.3 s"
+        cmd, data = client.run("slow", envelope("slow", 0.01, gearjob=True))
+        assert cmd == "WORK_COMPLETE"
+
+
+# ----------------------------------------------------------------------------- lifecycle
+
+
+def test_max_jobs_exits_0_after_n_jobs(gearmand, start_worker):
+    worker = start_worker(gearmand, extra=["--max-jobs", "2"])
+    with RawClient(gearmand.address) as client:
+        assert client.run("hello", envelope("hello", "1"))[0] == "WORK_COMPLETE"
+        assert client.run("failing", envelope("failing"))[0] == "WORK_FAIL"
+    assert worker.wait() == 0
+    assert "worker exiting: 2 job(s) done (max_jobs 2)" in worker.log()
+
+
+def test_sigterm_while_idle_exits_0(gearmand, start_worker):
+    worker = start_worker(gearmand)
+    worker.send(signal.SIGTERM)
+    assert worker.wait() == 0
+    assert "worker exiting: SIGTERM" in worker.log()
+
+
+def test_sigterm_during_a_job_finishes_it_sends_the_result_and_exits_0(
+    gearmand, start_worker, tmp_path
+):
+    worker = start_worker(gearmand)
+    with RawClient(gearmand.address) as client:
+        start_slow_job(client, tmp_path, 1.0)
+        worker.send(signal.SIGTERM)
+        cmd, data = client.result()
+    assert cmd == "WORK_COMPLETE"
+    assert json.loads(data)["pid"] == worker.pid
+    assert worker.wait() == 0
+    assert queued(gearmand.address, "slow") == 0
+
+
+def test_second_sigterm_exits_at_once_and_the_server_requeues_the_job(
+    gearmand, start_worker, tmp_path
+):
+    worker = start_worker(gearmand)
+    with RawClient(gearmand.address) as client:
+        start_slow_job(client, tmp_path, 60, background=True)
+        worker.send(signal.SIGTERM)
+        time.sleep(0.3)  # two signals at once would be delivered as one
+        worker.send(signal.SIGTERM)
+        assert worker.wait() == 128 + signal.SIGTERM
+    assert "exiting at once on SIGTERM: job slow H:" in worker.log()
+    wait_for(lambda: queued(gearmand.address, "slow") == 1, what="the job back in the queue")
+
+
+def test_sigint_exits_at_once_with_130(gearmand, start_worker):
+    worker = start_worker(gearmand)
+    worker.send(signal.SIGINT)
+    assert worker.wait() == 130
+
+
+def test_sighup_registers_a_new_job_between_jobs_and_keeps_the_old_config_when_invalid(
+    gearmand, start_worker, tmp_path
+):
+    config = tmp_path / "worker.toml"
+    write_config(config, [str(gearmand)], {"hello": JOBS["hello"], "slow": JOBS["slow"]})
+    worker = start_worker(extra=["--config", str(config)], jobs=None)
+    assert workers_for(gearmand.address, "reverse") == 0
+    with RawClient(gearmand.address) as client:
+        # a job runs while the config changes: it completes, then the worker reloads
+        start_slow_job(client, tmp_path, 0.5)
+        write_config(
+            config,
+            [str(gearmand)],
+            {"hello": JOBS["hello"], "slow": JOBS["slow"], "reverse": "extra_jobs:reverse"},
+        )
+        worker.send(signal.SIGHUP)
+        assert client.result()[0] == "WORK_COMPLETE"
+        worker.wait_log("reloaded: 3 job")
+        assert client.run("reverse", envelope("reverse", "hello")) == ("WORK_COMPLETE", b"olleh")
+
+        config.write_text("servers = [\n")  # invalid TOML
+        worker.send(signal.SIGHUP)
+        worker.wait_log("reload failed, keeping the previous configuration")
+        write_config(config, [str(gearmand)], {"hello": "no_such_module_abc:f"})
+        worker.send(signal.SIGHUP)
+        log = worker.wait_log("reload failed", count=2)
+        assert "no_such_module_abc" in log
+        assert client.run("reverse", envelope("reverse", "abc")) == ("WORK_COMPLETE", b"cba")
+    assert "added: reverse" in log
+
+
+def test_reconnects_when_gearmand_restarts_under_an_idle_worker(gearmand, start_worker):
+    worker = start_worker(gearmand)
+    gearmand.stop()
+    worker.wait_log("connection lost")
+    gearmand.start()
+    worker.wait_log(r"reconnected to 127\.0\.0\.1:\d+ after \d+\.\d s")
+    wait_for(lambda: workers_for(gearmand.address, "hello") == 1, what="re-registration")
+    assert run(gearmand, "hello", envelope("hello", "back")) == ("WORK_COMPLETE", b"Hello back")
+
+
+def test_reconnects_when_gearmand_restarts_under_a_busy_worker(gearmand, start_worker, tmp_path):
+    worker = start_worker(gearmand)
+    client = RawClient(gearmand.address)
+    try:
+        start_slow_job(client, tmp_path, 0.5)
+        gearmand.kill()
+        gearmand.start()
+    finally:
+        client.close()
+    worker.wait_log("reconnected to")
+    assert run(gearmand, "hello", envelope("hello", "busy")) == ("WORK_COMPLETE", b"Hello busy")
+    assert worker.proc is not None and worker.proc.poll() is None
+
+
+def test_serves_two_servers_and_survives_one_going_away(gearmand_factory, start_worker):
+    one, two = gearmand_factory(), gearmand_factory()
+    worker = start_worker(one, two)
+    wait_for(lambda: workers_for(two.address, "hello") == 1, what="registration on both")
+    assert run(one, "hello", envelope("hello", "one")) == ("WORK_COMPLETE", b"Hello one")
+    assert run(two, "hello", envelope("hello", "two")) == ("WORK_COMPLETE", b"Hello two")
+    two.stop()
+    worker.wait_log("connection lost")
+    assert run(one, "hello", envelope("hello", "still")) == ("WORK_COMPLETE", b"Hello still")
+    two.start()
+    worker.wait_log(f"reconnected to {two}")
+    assert run(two, "hello", envelope("hello", "back")) == ("WORK_COMPLETE", b"Hello back")
+    # jobs queued on both servers while the worker is busy are all served
+    with RawClient(one.address) as c1, RawClient(two.address) as c2:
+        handles = [c1.submit("slow", envelope("slow", 0.01)) for _ in range(3)]
+        handles += [c2.submit("slow", envelope("slow", 0.01)) for _ in range(3)]
+        results = [c1.result()[0] for _ in range(3)] + [c2.result()[0] for _ in range(3)]
+    assert len(set(handles)) >= 3
+    assert results == ["WORK_COMPLETE"] * 6
+
+
+def test_starts_without_servers_and_connects_when_one_appears(gearmand, start_worker):
+    gearmand.stop()
+    worker = start_worker(gearmand, ready=False)
+    worker.wait_log("cannot connect")
+    gearmand.start()
+    worker.wait_ready()
+    assert run(gearmand, "hello", envelope("hello", "late")) == ("WORK_COMPLETE", b"Hello late")
+
+
+# ----------------------------------------------------------------------------- logging, memory
+
+
+def test_log_lines_carry_job_handle_and_duration_with_timestamps(gearmand, start_worker):
+    worker = start_worker(gearmand)
+    run(gearmand, "hello", envelope("hello", "x"))
+    line = next(ln for ln in worker.wait_log("done in").splitlines() if "done in" in ln)
+    assert line.startswith(time.strftime("%Y-"))
+    assert " INFO gearjob.worker: job hello H:" in line
+    assert line.endswith(" s")
+
+
+def test_under_journald_lines_have_priorities_and_no_timestamps(gearmand, start_worker, tmp_path):
+    log_path = tmp_path / "worker0.log"
+    log_path.touch()
+    st = os.stat(log_path)
+    env = subprocess_env(JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}")
+    worker = start_worker(gearmand, env=env)
+    run(gearmand, "failing", envelope("failing"))
+    log = worker.wait_log("failed")
+    lines = log.splitlines()
+    assert lines and all(line.startswith("<") for line in lines), log
+    assert any(line.startswith("<6>INFO gearjob.worker: worker ready") for line in lines)
+    assert any(line.startswith("<3>ERROR gearjob.worker: job failing H:") for line in lines)
+
+
+def test_idle_worker_uses_less_than_30_mb(gearmand, start_worker):
+    worker = start_worker(gearmand)
+    run(gearmand, "hello", envelope("hello", "x"))
+    status = Path(f"/proc/{worker.pid}/status").read_text()
+    rss_kb = int(next(ln for ln in status.splitlines() if ln.startswith("VmRSS:")).split()[1])
+    assert rss_kb < 30 * 1024, f"idle worker RSS {rss_kb} kB"
