@@ -185,17 +185,24 @@ class RawWorker(threading.Thread):
     """Serve jobs with raw protocol packets from a thread.
 
     ``handlers`` maps a function name to a callable called with the job's args/kwargs. A
-    raised exception becomes WORK_EXCEPTION + WORK_FAIL (as the worker daemon does). With
-    ``chatty`` every job first sends WORK_DATA and WORK_STATUS packets.
+    raised exception becomes WORK_EXCEPTION + WORK_FAIL (as the worker daemon does), or only
+    WORK_FAIL when ``exceptions`` is False. With ``chatty`` every job first sends WORK_DATA,
+    WORK_STATUS and WORK_WARNING packets.
     """
 
     def __init__(
-        self, address: ServerAddress, handlers: dict[str, Handler], *, chatty: bool = False
+        self,
+        address: ServerAddress,
+        handlers: dict[str, Handler],
+        *,
+        chatty: bool = False,
+        exceptions: bool = True,
     ) -> None:
         super().__init__(daemon=True, name=f"raw-worker-{address}")
         self.address = address
         self.handlers = handlers
         self.chatty = chatty
+        self.exceptions = exceptions
         self.stopping = threading.Event()
         self.ready = threading.Event()
         self.jobs: list[tuple[str, str, bytes]] = []  # (function, unique, workload) served
@@ -252,7 +259,8 @@ class RawWorker(threading.Thread):
             value = self.handlers[name](*request.args, **request.kwargs)
             result = payload.encode_result(value, json_results=request.json_results)
         except Exception as exc:
-            self.conn.send(Cmd.WORK_EXCEPTION, handle, payload.encode_exception(exc))
+            if self.exceptions:
+                self.conn.send(Cmd.WORK_EXCEPTION, handle, payload.encode_exception(exc))
             self.conn.send(Cmd.WORK_FAIL, handle)
             return
         self.conn.send(Cmd.WORK_COMPLETE, handle, result)

@@ -1,0 +1,939 @@
+"""The gearjob client: submit jobs to Gearman job servers and get their results.
+
+>>> with Client(["127.0.0.1:4730"]) as client:          # doctest: +SKIP
+...     client.submit("my_module_hello_world", "Danny")
+...     client.submit_background("my_module_reindex", 42, priority="low")
+
+One :class:`Client` serves one thread at a time (using it from two threads at once raises
+RuntimeError). It keeps one connection per server; a job goes to the first reachable server
+in a rotating order, and a server that refuses or drops is tried again, with backoff, on
+later calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import selectors
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import EllipsisType, TracebackType
+from typing import Any, Literal
+
+from .config import DEFAULT_MAX_PACKET, ServerAddress, TLSSettings, load_settings
+from .errors import (
+    GearjobError,
+    JobFailed,
+    JobTimeout,
+    PayloadError,
+    ProtocolError,
+    ServerUnavailable,
+)
+from .payload import decode_exception, decode_result, encode_request
+from .protocol import Cmd, Connection, Packet, pack
+
+__all__ = [
+    "Client",
+    "JobResult",
+    "JobStatus",
+    "Priority",
+    "close_default_client",
+    "default_client",
+    "job_status",
+    "run_batch",
+    "submit",
+    "submit_background",
+    "submit_batch",
+]
+
+Priority = Literal["low", "normal", "high"]
+
+DEFAULT_TIMEOUT = 60.0
+# gearmand's GEARMAN_MAX_UNIQUE_SIZE is 64, but gearmand 1.1 truncates a 64-byte key to 63
+# bytes and shifts the workload by one byte; 63 is the largest key that works.
+MAX_UNIQUE_SIZE = 63
+UNIQUE_HASH_CHARS = 40  # default background key: the first 160 bits of a sha256, in hex
+MAX_FUNCTION_SIZE = 512  # gearmand's GEARMAN_FUNCTION_MAX_SIZE
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 30.0
+REMEMBERED_HANDLES = 10_000
+
+_FOREGROUND = {"low": Cmd.SUBMIT_JOB_LOW, "normal": Cmd.SUBMIT_JOB, "high": Cmd.SUBMIT_JOB_HIGH}
+_BACKGROUND = {
+    "low": Cmd.SUBMIT_JOB_LOW_BG,
+    "normal": Cmd.SUBMIT_JOB_BG,
+    "high": Cmd.SUBMIT_JOB_HIGH_BG,
+}
+_FINAL = frozenset((Cmd.WORK_COMPLETE, Cmd.WORK_EXCEPTION, Cmd.WORK_FAIL))
+_IGNORED = frozenset((Cmd.WORK_STATUS, Cmd.WORK_DATA, Cmd.WORK_WARNING, Cmd.OPTION_RES, Cmd.NOOP))
+_BATCH_KEYS = frozenset(("job_name", "args", "unique", "priority"))
+
+# Bumped in a forked child so that clients drop the connections they share with the parent.
+_fork_generation = 0
+
+
+def _after_fork() -> None:
+    global _fork_generation  # noqa: PLW0603
+    _fork_generation += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """The outcome of one job of a batch: ``value`` when ``ok``, else ``error``."""
+
+    job_name: str
+    ok: bool
+    value: Any
+    error: GearjobError | None
+    handle: str | None
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """What a job server knows about a job handle (GET_STATUS)."""
+
+    handle: str
+    known: bool
+    running: bool
+    numerator: int
+    denominator: int
+
+    @property
+    def fraction(self) -> float | None:
+        """Progress reported by the worker (numerator / denominator), None when unknown."""
+        return self.numerator / self.denominator if self.denominator else None
+
+
+class _Server:
+    """A job server, its connection and its failure record."""
+
+    __slots__ = ("address", "conn", "failures", "last_error", "name", "retry_at")
+
+    def __init__(self, address: ServerAddress, connect_timeout: float, max_packet: int) -> None:
+        self.address = address
+        self.name = str(address)
+        self.conn = Connection(address, connect_timeout=connect_timeout, max_packet_size=max_packet)
+        self.failures = 0
+        self.retry_at = 0.0
+        self.last_error = ""
+
+    def failed(self, error: BaseException) -> None:
+        """Record a failure: later calls try this server last until the backoff expired."""
+        self.conn.close()
+        self.failures += 1
+        self.last_error = str(error)
+        self.retry_at = time.monotonic() + min(
+            BACKOFF_MAX, BACKOFF_FIRST * 2 ** min(self.failures - 1, 16)
+        )
+
+    def ok(self) -> None:
+        self.failures = 0
+        self.retry_at = 0.0
+
+
+def _handle_text(handle: bytes) -> str:
+    return handle.rstrip(b"\0").decode("utf-8", "replace")
+
+
+def _failure(job_name: str, handle: str | None, packet: Packet) -> JobFailed:
+    if packet.cmd == Cmd.WORK_EXCEPTION:
+        exc_type, message = decode_exception(packet.args[1])
+        return JobFailed(job_name, handle, exc_type, message)
+    return JobFailed(
+        job_name,
+        handle,
+        None,
+        "the worker reported a failure without details (WORK_FAIL); see the worker's log",
+    )
+
+
+def _timeout_text(timeout: float | None) -> str:
+    return f"{timeout:g} s" if timeout is not None else "the time limit"
+
+
+@dataclass
+class _BatchJob:
+    index: int
+    job_name: str
+    packet: bytes
+    handle: str | None = None
+    attempts: int = 0
+
+
+@dataclass(eq=False)
+class _BatchConn:
+    server: _Server
+    awaiting: deque[_BatchJob] = field(default_factory=deque)  # sent, no JOB_CREATED yet
+    running: dict[bytes, list[_BatchJob]] = field(default_factory=dict)  # by handle
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.awaiting or self.running)
+
+
+class Client:
+    """A client of one or more Gearman job servers.
+
+    ``servers`` None: the servers (and the other settings not given here) come from
+    :func:`gearjob.config.load_settings` (``config``, ``$GEARJOB_CONFIG``,
+    ``/etc/gearjob/client.toml``, ``$GEARJOB_SERVERS``). ``timeout`` is the default
+    time limit per call in seconds (default 60; None waits forever).
+    """
+
+    def __init__(
+        self,
+        servers: Sequence[str | ServerAddress] | None = None,
+        *,
+        timeout: float | EllipsisType | None = ...,
+        connect_timeout: float | EllipsisType = ...,
+        tls: TLSSettings | None = None,
+        client_id: str | None = None,
+        config: str | os.PathLike[str] | None = None,
+        max_packet_size: int | EllipsisType = ...,
+    ) -> None:
+        default_timeout: float | None = DEFAULT_TIMEOUT
+        default_connect = 5.0
+        default_packet = DEFAULT_MAX_PACKET
+        if servers is None or config is not None:
+            settings = load_settings(config, kind="client")
+            if "timeout" in settings.keys_set:
+                default_timeout = settings.timeout
+            default_connect = settings.connect_timeout
+            default_packet = settings.max_packet_size
+            client_id = client_id if client_id is not None else settings.client_id
+            tls = tls if tls is not None else settings.tls
+            addresses = settings.servers if servers is None else self._parse(servers, tls)
+        else:
+            addresses = self._parse(servers, tls)
+        if not addresses:
+            raise ValueError("Client needs at least one job server address")
+        self.timeout: float | None = default_timeout if timeout is ... else timeout
+        self.connect_timeout = default_connect if connect_timeout is ... else connect_timeout
+        self.max_packet_size = default_packet if max_packet_size is ... else max_packet_size
+        self.client_id = client_id
+        self._servers = [
+            _Server(
+                a if a.tls is not None or tls is None else ServerAddress(a.host, a.port, tls),
+                self.connect_timeout,
+                self.max_packet_size,
+            )
+            for a in addresses
+        ]
+        self._next = 0
+        self._lock = threading.Lock()
+        self._generation = _fork_generation
+        self._names: dict[str, bytes] = {}
+        self._handles: OrderedDict[str, _Server] = OrderedDict()
+
+    @staticmethod
+    def _parse(
+        servers: Sequence[str | ServerAddress], tls: TLSSettings | None
+    ) -> list[ServerAddress]:
+        if isinstance(servers, str):
+            servers = [p for p in servers.split(",") if p.strip()]
+        return [s if isinstance(s, ServerAddress) else ServerAddress.parse(s, tls) for s in servers]
+
+    @property
+    def servers(self) -> list[ServerAddress]:
+        """The job servers this client uses."""
+        return [s.address for s in self._servers]
+
+    def __repr__(self) -> str:
+        return f"<Client {', '.join(s.name for s in self._servers)}>"
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every connection (the client connects again when used)."""
+        for server in self._servers:
+            server.conn.close()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        if not self._lock.acquire(blocking=False):
+            raise RuntimeError(
+                "this gearjob Client is being used by another thread at the same time; "
+                "create one Client per thread (the module-level gearjob.submit() and friends "
+                "keep one per thread for you)"
+            )
+        try:
+            if self._generation != _fork_generation:
+                self._generation = _fork_generation
+                self.close()  # the connections belong to the parent process
+            yield
+        finally:
+            self._lock.release()
+
+    def _function(self, job_name: str) -> bytes:
+        name = self._names.get(job_name)
+        if name is not None:
+            return name
+        if not isinstance(job_name, str) or not job_name:
+            raise ValueError(f"job name must be a non-empty string, not {job_name!r}")
+        name = job_name.encode("utf-8")
+        if b"\0" in name or len(name) > MAX_FUNCTION_SIZE or any(c.isspace() for c in job_name):
+            raise ValueError(
+                f"job name {job_name!r} is invalid: use at most {MAX_FUNCTION_SIZE} bytes "
+                "without NUL or whitespace"
+            )
+        if len(self._names) < 10_000:
+            self._names[job_name] = name
+        return name
+
+    @staticmethod
+    def _unique(unique: str | None) -> bytes:
+        if not unique:
+            return b""
+        if not isinstance(unique, str):
+            raise ValueError(f"unique key must be a string, not {unique!r}")
+        data = unique.encode("utf-8")
+        if len(data) > MAX_UNIQUE_SIZE or b"\0" in data:
+            raise ValueError(
+                f"unique key {unique!r} is invalid: use at most {MAX_UNIQUE_SIZE} bytes (as "
+                "UTF-8) without NUL; pass a hash of a longer key"
+            )
+        return data
+
+    def _packet(
+        self, job_name: str, args: Sequence[Any], unique: bytes, cmd: Cmd
+    ) -> tuple[bytes, bytes]:
+        """(packet, workload) for a job; PayloadError before anything is sent."""
+        function = self._function(job_name)
+        workload = encode_request(job_name, args)
+        if len(workload) + len(function) + len(unique) + 2 > self.max_packet_size:
+            raise PayloadError(
+                f"arguments of job {job_name} are {len(workload)} bytes as JSON, more than "
+                f"max_packet_size {self.max_packet_size}; pass a reference (a path or URL) "
+                "to large data instead"
+            )
+        return pack(cmd, function, unique, workload), workload
+
+    def _deadline(self, timeout: float | EllipsisType | None) -> tuple[float | None, float | None]:
+        limit = self.timeout if timeout is ... else timeout
+        if limit is None:
+            return None, None
+        if limit <= 0:
+            raise ValueError(f"timeout must be a positive number of seconds or None, not {limit}")
+        return limit, time.monotonic() + limit
+
+    def _order(self) -> list[_Server]:
+        """Servers in the order to try for a new job: rotating, backed-off ones last."""
+        servers = self._servers
+        if len(servers) == 1:
+            return servers
+        start = self._next
+        self._next = (start + 1) % len(servers)
+        rotated = servers[start:] + servers[:start]
+        now = time.monotonic()
+        ready = [s for s in rotated if s.retry_at <= now]
+        if len(ready) == len(rotated):
+            return ready
+        waiting = sorted((s for s in rotated if s.retry_at > now), key=lambda s: s.retry_at)
+        return ready + waiting
+
+    def _connect(self, server: _Server, deadline: float | None) -> Connection:
+        """The server's connection, connecting (and greeting) when needed."""
+        conn = server.conn
+        if conn.connected:
+            return conn
+        connect_timeout = self.connect_timeout
+        if deadline is not None:
+            connect_timeout = max(0.001, min(connect_timeout, deadline - time.monotonic()))
+        conn.connect_timeout = connect_timeout
+        try:
+            conn.connect()
+            greeting = pack(Cmd.OPTION_REQ, b"exceptions")
+            if self.client_id:
+                greeting += pack(Cmd.SET_CLIENT_ID, self.client_id.encode("utf-8"))
+            conn.send_bytes(greeting, connect_timeout)
+            while True:  # OPTION_RES, or ERROR from a server without the option
+                answer = conn.recv(connect_timeout)
+                if answer.cmd in (Cmd.OPTION_RES, Cmd.ERROR):
+                    break
+        except TimeoutError as exc:
+            error = ServerUnavailable(
+                f"{server.name}: no answer to the greeting within {connect_timeout:g} s",
+                server.name,
+            )
+            server.failed(error)
+            raise error from exc
+        except (ServerUnavailable, ProtocolError) as exc:
+            server.failed(exc)
+            raise
+        finally:
+            conn.connect_timeout = self.connect_timeout
+        server.ok()
+        return conn
+
+    def _unavailable(self, errors: list[str]) -> ServerUnavailable:
+        if len(errors) == 1:
+            return ServerUnavailable(errors[0], self._servers[0].name)
+        return ServerUnavailable("no job server available: " + "; ".join(errors))
+
+    def _create(
+        self, job_name: str, packet: bytes, deadline: float | None, limit: float | None
+    ) -> tuple[_Server, bytes]:
+        """Send a submit packet to the first server that takes it; (server, handle)."""
+        errors: list[str] = []
+        for server in self._order():
+            reused = server.conn.connected
+            while True:
+                try:
+                    conn = self._connect(server, deadline)
+                except ServerUnavailable as exc:
+                    errors.append(str(exc))
+                    break
+                try:
+                    conn.send_bytes(packet, None if deadline is None else limit)
+                    return server, self._await_created(server, job_name, deadline, limit)
+                except ServerUnavailable as exc:
+                    if reused:
+                        # an idle connection went stale (server restarted): reconnect once
+                        reused = False
+                        conn.close()
+                        continue
+                    server.failed(exc)
+                    errors.append(str(exc))
+                    break
+        raise self._unavailable(errors)
+
+    def _await_created(
+        self, server: _Server, job_name: str, deadline: float | None, limit: float | None
+    ) -> bytes:
+        conn = server.conn
+        while True:
+            try:
+                packet = conn.recv(None if deadline is None else deadline - time.monotonic())
+            except TimeoutError as exc:
+                conn.close()
+                raise JobTimeout(
+                    f"job {job_name} was not accepted by {server.name} within "
+                    f"{_timeout_text(limit)}",
+                    job_name=job_name,
+                    timeout=limit,
+                ) from exc
+            cmd = packet.cmd
+            if cmd == Cmd.JOB_CREATED:
+                return packet.args[0]
+            if cmd == Cmd.ERROR:
+                raise ProtocolError(
+                    f"{server.name} refused job {job_name}: "
+                    f"{_handle_text(packet.args[0])}: {_handle_text(packet.args[1])}"
+                )
+            if cmd not in _IGNORED and cmd not in _FINAL:
+                conn.close()
+                raise ProtocolError(
+                    f"{server.name}: unexpected {cmd.name} packet while submitting {job_name}"
+                )
+            # final packets here belong to jobs abandoned earlier: ignore them
+
+    def _remember(self, handle: str, server: _Server) -> None:
+        handles = self._handles
+        handles[handle] = server
+        if len(handles) > REMEMBERED_HANDLES:
+            handles.popitem(last=False)
+
+    # -- public API -------------------------------------------------------------------------
+
+    def submit(
+        self,
+        job_name: str,
+        *args: Any,
+        timeout: float | EllipsisType | None = ...,
+        priority: Priority = "normal",
+        unique: str | None = None,
+    ) -> Any:
+        """Run a job in the foreground and return its result.
+
+        Raises JobFailed (the job raised; ``exc_type``/``message`` tell what), JobTimeout,
+        ServerUnavailable (no server took the job, or it went away while the job ran),
+        PayloadError (an argument JSON cannot carry; nothing was sent).
+        """
+        cmd = _FOREGROUND.get(priority)
+        if cmd is None:
+            raise ValueError(f"priority must be 'low', 'normal' or 'high', not {priority!r}")
+        packet, _ = self._packet(job_name, args, self._unique(unique), cmd)
+        limit, deadline = self._deadline(timeout)
+        with self._exclusive():
+            server, handle = self._create(job_name, packet, deadline, limit)
+            return self._await_result(server, job_name, handle, deadline, limit)
+
+    def _await_result(
+        self,
+        server: _Server,
+        job_name: str,
+        handle: bytes,
+        deadline: float | None,
+        limit: float | None,
+    ) -> Any:
+        conn = server.conn
+        recv = conn.recv
+        monotonic = time.monotonic
+        while True:
+            try:
+                packet = recv(None if deadline is None else deadline - monotonic())
+            except TimeoutError as exc:
+                conn.close()  # gearmand then skips the job: nobody waits for it
+                raise JobTimeout(
+                    f"job {job_name} ({_handle_text(handle)}) did not finish within "
+                    f"{_timeout_text(limit)}",
+                    job_name=job_name,
+                    handle=_handle_text(handle),
+                    timeout=limit,
+                ) from exc
+            except ServerUnavailable as exc:
+                server.failed(exc)
+                raise ServerUnavailable(
+                    f"{exc} while waiting for job {job_name} ({_handle_text(handle)})",
+                    server.name,
+                ) from exc
+            cmd = packet.cmd
+            if cmd in _FINAL:
+                if packet.args[0].rstrip(b"\0") != handle:
+                    continue  # a job abandoned earlier on this connection
+                if cmd == Cmd.WORK_COMPLETE:
+                    return decode_result(packet.args[1])
+                raise _failure(job_name, _handle_text(handle), packet)
+            if cmd in _IGNORED:
+                continue
+            conn.close()
+            raise ProtocolError(
+                f"{server.name}: unexpected {cmd.name} packet while job {job_name} "
+                f"({_handle_text(handle)}) was running"
+            )
+
+    def submit_background(
+        self,
+        job_name: str,
+        *args: Any,
+        priority: Priority = "normal",
+        unique: str | bool | None = True,
+    ) -> str:
+        """Queue a job to run in the background; return its handle ("H:host:N").
+
+        ``unique`` True (default): a key derived from the job name and arguments, so that an
+        identical job still waiting is not queued twice; False/None: no deduplication;
+        a string: that key.
+        """
+        cmd = _BACKGROUND.get(priority)
+        if cmd is None:
+            raise ValueError(f"priority must be 'low', 'normal' or 'high', not {priority!r}")
+        if unique is True:
+            function = self._function(job_name)
+            workload = encode_request(job_name, args)
+            digest = hashlib.sha256(function + b"\0" + workload).hexdigest()
+            key = digest[:UNIQUE_HASH_CHARS].encode()
+            packet, _ = self._packet(job_name, args, key, cmd)
+        else:
+            packet, _ = self._packet(job_name, args, self._unique(unique or None), cmd)
+        limit, deadline = self._deadline(...)
+        with self._exclusive():
+            server, handle = self._create(job_name, packet, deadline, limit)
+            text = _handle_text(handle)
+            self._remember(text, server)
+            return text
+
+    def run_batch(
+        self,
+        jobs: Iterable[Mapping[str, Any]],
+        *,
+        timeout: float | EllipsisType | None = ...,
+        priority: Priority = "normal",
+        on_result: Callable[[int, JobResult], None] | None = None,
+    ) -> list[JobResult]:
+        """Run many foreground jobs at once; return their results in input order.
+
+        ``jobs``: mappings with ``job_name`` and ``args`` (a list), optionally ``unique`` and
+        ``priority``. The jobs are pipelined over all reachable servers. ``timeout`` limits
+        the whole batch. ``on_result(index, result)`` is called as each job finishes.
+        A job that fails does not raise: its result has ``ok`` False and the ``error``.
+        Raises PayloadError before anything is sent when an argument is not JSON, and
+        ServerUnavailable when no server can be reached at all.
+        """
+        prepared = self._prepare_batch(jobs, priority)
+        limit, deadline = self._deadline(timeout)
+        results: list[JobResult | None] = [None] * len(prepared)
+        if not prepared:
+            return []
+        with self._exclusive():
+            self._run_batch(prepared, results, deadline, limit, on_result)
+        return [r for r in results if r is not None]
+
+    def submit_batch(
+        self,
+        jobs: Iterable[Mapping[str, Any]],
+        *,
+        timeout: float | EllipsisType | None = ...,
+        priority: Priority = "normal",
+    ) -> bool:
+        """Run many foreground jobs at once (see :meth:`run_batch`); True iff none failed."""
+        return all(r.ok for r in self.run_batch(jobs, timeout=timeout, priority=priority))
+
+    def job_status(self, handle: str) -> JobStatus:
+        """Ask the job server(s) about a job handle (from :meth:`submit_background`).
+
+        Unknown to every reachable server: ``known`` False. ServerUnavailable when no server
+        can be asked.
+        """
+        if not isinstance(handle, str) or not handle or "\0" in handle:
+            raise ValueError(f"job handle must be a non-empty string, not {handle!r}")
+        raw = handle.encode("utf-8")
+        limit, deadline = self._deadline(...)
+        with self._exclusive():
+            first = self._handles.get(handle)
+            order = self._order()
+            if first is not None:
+                order = [first] + [s for s in order if s is not first]
+            errors: list[str] = []
+            asked = False
+            for server in order:
+                try:
+                    status = self._ask_status(server, raw, deadline, limit)
+                except ServerUnavailable as exc:
+                    errors.append(str(exc))
+                    continue
+                asked = True
+                if status.known:
+                    return status
+            if not asked:
+                raise self._unavailable(errors)
+            return JobStatus(handle, False, False, 0, 0)
+
+    def _ask_status(
+        self, server: _Server, raw: bytes, deadline: float | None, limit: float | None
+    ) -> JobStatus:
+        for attempt in (1, 2):
+            conn = self._connect(server, deadline)
+            try:
+                conn.send(Cmd.GET_STATUS, raw)
+                while True:
+                    packet = conn.recv(None if deadline is None else deadline - time.monotonic())
+                    if packet.cmd == Cmd.STATUS_RES and packet.args[0] == raw:
+                        break
+                    if packet.cmd == Cmd.ERROR:
+                        raise ProtocolError(
+                            f"{server.name} refused GET_STATUS: {_handle_text(packet.args[1])}"
+                        )
+            except TimeoutError as exc:
+                conn.close()
+                raise JobTimeout(
+                    f"{server.name} did not answer GET_STATUS within {_timeout_text(limit)}",
+                    timeout=limit,
+                ) from exc
+            except ServerUnavailable as exc:
+                if attempt == 2:
+                    server.failed(exc)
+                    raise
+                continue
+            _, known, running, num, den = packet.args
+            return JobStatus(
+                raw.decode("utf-8", "replace"),
+                known == b"1",
+                running == b"1",
+                int(num) if num.isdigit() else 0,
+                int(den) if den.isdigit() else 0,
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- batches ----------------------------------------------------------------------------
+
+    def _prepare_batch(
+        self, jobs: Iterable[Mapping[str, Any]], priority: Priority
+    ) -> list[_BatchJob]:
+        prepared: list[_BatchJob] = []
+        for index, job in enumerate(jobs):
+            if not isinstance(job, Mapping):
+                raise TypeError(
+                    f"batch job {index} must be a mapping like "
+                    f'{{"job_name": ..., "args": [...]}}, not {type(job).__name__}'
+                )
+            unknown = set(job) - _BATCH_KEYS
+            if unknown:
+                raise ValueError(
+                    f"batch job {index} has unknown key(s) {sorted(unknown)}; "
+                    f"known keys: {', '.join(sorted(_BATCH_KEYS))}"
+                )
+            if "job_name" not in job:
+                raise ValueError(f"batch job {index} has no job_name")
+            job_name = job["job_name"]
+            args = job.get("args", [])
+            if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
+                raise ValueError(
+                    f"batch job {index} ({job_name}): args must be a list, not "
+                    f"{type(args).__name__}"
+                )
+            prio = job.get("priority", priority)
+            cmd = _FOREGROUND.get(prio)
+            if cmd is None:
+                raise ValueError(
+                    f"batch job {index} ({job_name}): priority must be 'low', 'normal' or "
+                    f"'high', not {prio!r}"
+                )
+            try:
+                packet, _ = self._packet(job_name, args, self._unique(job.get("unique")), cmd)
+            except PayloadError as exc:
+                raise PayloadError(f"batch job {index}: {exc}") from exc
+            prepared.append(_BatchJob(index, job_name, packet))
+        return prepared
+
+    def _run_batch(
+        self,
+        jobs: list[_BatchJob],
+        results: list[JobResult | None],
+        deadline: float | None,
+        limit: float | None,
+        on_result: Callable[[int, JobResult], None] | None,
+    ) -> None:
+        errors: list[str] = []
+        live: list[_BatchConn] = []
+        for server in self._order():
+            try:
+                self._connect(server, deadline)
+            except ServerUnavailable as exc:
+                errors.append(str(exc))
+                continue
+            live.append(_BatchConn(server))
+        if not live:
+            raise self._unavailable(errors)
+        left = len(jobs)
+        selector = selectors.DefaultSelector()
+
+        def finish(job: _BatchJob, result: JobResult) -> None:
+            nonlocal left
+            if results[job.index] is not None:
+                return
+            results[job.index] = result
+            left -= 1
+            if on_result is not None:
+                on_result(job.index, result)
+
+        def fail(job: _BatchJob, error: GearjobError) -> None:
+            finish(job, JobResult(job.job_name, False, None, error, job.handle))
+
+        def assign(job: _BatchJob, bc: _BatchConn) -> None:
+            job.attempts += 1
+            bc.awaiting.append(job)
+            bc.server.conn.enqueue(job.packet)
+
+        def lost(bc: _BatchConn, exc: GearjobError) -> None:
+            """A connection broke: resubmit jobs not created yet, fail the running ones."""
+            live.remove(bc)
+            fd = registered.pop(bc, None)
+            if fd is not None:
+                selector.unregister(fd)  # before the descriptor can be reused
+            bc.server.failed(exc)
+            name = bc.server.name
+            for running in bc.running.values():
+                for job in running:
+                    fail(
+                        job,
+                        ServerUnavailable(
+                            f"{exc} while waiting for job {job.job_name} ({job.handle})", name
+                        ),
+                    )
+            bc.running.clear()
+            retry = list(bc.awaiting)
+            bc.awaiting.clear()
+            for job in retry:
+                if live and job.attempts < 3:
+                    target = live[job.index % len(live)]
+                    assign(job, target)
+                    changed.add(target)
+                else:
+                    fail(
+                        job,
+                        exc
+                        if isinstance(exc, ServerUnavailable)
+                        else ServerUnavailable(str(exc), name),
+                    )
+
+        registered: dict[_BatchConn, int] = {}
+        changed: set[_BatchConn] = set()
+        for i, job in enumerate(jobs):
+            assign(job, live[i % len(live)])
+        for bc in live:
+            fd = bc.server.conn.fileno()
+            registered[bc] = fd
+            selector.register(fd, selectors.EVENT_READ, bc)
+            changed.add(bc)
+        try:
+            while left > 0 and live:
+                for bc in list(changed):
+                    changed.discard(bc)
+                    if bc not in live:
+                        continue
+                    try:
+                        done = bc.server.conn.flush_nowait()
+                    except ServerUnavailable as exc:
+                        lost(bc, exc)
+                        continue
+                    events = selectors.EVENT_READ | (0 if done else selectors.EVENT_WRITE)
+                    selector.modify(registered[bc], events, bc)
+                wait = None if deadline is None else deadline - time.monotonic()
+                if wait is not None and wait <= 0:
+                    break
+                for key, mask in selector.select(wait):
+                    bc = key.data
+                    if bc not in live:
+                        continue
+                    conn = bc.server.conn
+                    try:
+                        if mask & selectors.EVENT_WRITE and conn.flush_nowait():
+                            changed.add(bc)
+                        if mask & selectors.EVENT_READ:
+                            for packet in conn.read_available():
+                                self._batch_packet(bc, packet, finish, fail)
+                    except (ServerUnavailable, ProtocolError) as exc:
+                        lost(bc, exc)
+            for job in jobs:
+                if results[job.index] is None:
+                    fail(
+                        job,
+                        JobTimeout(
+                            f"job {job.job_name} ({job.handle or 'not accepted yet'}) did not "
+                            f"finish within {_timeout_text(limit)}",
+                            job_name=job.job_name,
+                            handle=job.handle,
+                            timeout=limit,
+                        ),
+                    )
+        finally:
+            selector.close()
+            for bc in live:
+                if bc.busy or bc.server.conn.pending_output:
+                    bc.server.conn.close()  # abandons its jobs; the next call reconnects
+
+    def _batch_packet(
+        self,
+        bc: _BatchConn,
+        packet: Packet,
+        finish: Callable[[_BatchJob, JobResult], None],
+        fail: Callable[[_BatchJob, GearjobError], None],
+    ) -> None:
+        cmd = packet.cmd
+        if cmd in _FINAL:
+            handle = packet.args[0].rstrip(b"\0")
+            for job in bc.running.pop(handle, ()):
+                if cmd == Cmd.WORK_COMPLETE:
+                    finish(
+                        job,
+                        JobResult(
+                            job.job_name, True, decode_result(packet.args[1]), None, job.handle
+                        ),
+                    )
+                else:
+                    fail(job, _failure(job.job_name, job.handle, packet))
+        elif cmd == Cmd.JOB_CREATED:
+            if not bc.awaiting:
+                raise ProtocolError(f"{bc.server.name}: JOB_CREATED for no submitted job")
+            job = bc.awaiting.popleft()
+            handle = packet.args[0]
+            job.handle = _handle_text(handle)
+            bc.running.setdefault(handle, []).append(job)
+        elif cmd == Cmd.ERROR:
+            if not bc.awaiting:
+                raise ProtocolError(
+                    f"{bc.server.name}: error {_handle_text(packet.args[1])!r} for no request"
+                )
+            job = bc.awaiting.popleft()
+            fail(
+                job,
+                ProtocolError(
+                    f"{bc.server.name} refused job {job.job_name}: "
+                    f"{_handle_text(packet.args[0])}: {_handle_text(packet.args[1])}"
+                ),
+            )
+        elif cmd not in _IGNORED:
+            raise ProtocolError(f"{bc.server.name}: unexpected {cmd.name} packet in a batch")
+
+
+# -- module-level functions: one default Client per thread -------------------------------------
+
+_local = threading.local()
+
+
+def default_client() -> Client:
+    """This thread's default Client, built from ``load_settings(kind="client")`` on first use
+    ($GEARJOB_SERVERS, $GEARJOB_CONFIG or /etc/gearjob/client.toml)."""
+    client: Client | None = getattr(_local, "client", None)
+    if client is None:
+        client = Client()
+        _local.client = client
+    return client
+
+
+def close_default_client() -> None:
+    """Close this thread's default Client; the next call builds a new one (and so re-reads
+    the settings)."""
+    client: Client | None = getattr(_local, "client", None)
+    _local.client = None
+    if client is not None:
+        client.close()
+
+
+def submit(
+    job_name: str,
+    *args: Any,
+    timeout: float | EllipsisType | None = ...,
+    priority: Priority = "normal",
+    unique: str | None = None,
+) -> Any:
+    """:meth:`Client.submit` on this thread's default client."""
+    return default_client().submit(
+        job_name, *args, timeout=timeout, priority=priority, unique=unique
+    )
+
+
+def submit_background(
+    job_name: str,
+    *args: Any,
+    priority: Priority = "normal",
+    unique: str | bool | None = True,
+) -> str:
+    """:meth:`Client.submit_background` on this thread's default client."""
+    return default_client().submit_background(job_name, *args, priority=priority, unique=unique)
+
+
+def submit_batch(
+    jobs: Iterable[Mapping[str, Any]],
+    *,
+    timeout: float | EllipsisType | None = ...,
+    priority: Priority = "normal",
+) -> bool:
+    """:meth:`Client.submit_batch` on this thread's default client."""
+    return default_client().submit_batch(jobs, timeout=timeout, priority=priority)
+
+
+def run_batch(
+    jobs: Iterable[Mapping[str, Any]],
+    *,
+    timeout: float | EllipsisType | None = ...,
+    priority: Priority = "normal",
+    on_result: Callable[[int, JobResult], None] | None = None,
+) -> list[JobResult]:
+    """:meth:`Client.run_batch` on this thread's default client."""
+    return default_client().run_batch(jobs, timeout=timeout, priority=priority, on_result=on_result)
+
+
+def job_status(handle: str) -> JobStatus:
+    """:meth:`Client.job_status` on this thread's default client."""
+    return default_client().job_status(handle)
