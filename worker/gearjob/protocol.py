@@ -174,8 +174,20 @@ def pack_response(cmd: Cmd, *args: bytes) -> bytes:
 
 def _describe(exc: BaseException) -> str:
     """A short lower-case reason for a socket error: "connection refused"."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"the server's certificate is not accepted "
+            f"({getattr(exc, 'verify_message', None) or exc.reason}); "
+            "check the TLS ca_file and server_hostname"
+        )
     if isinstance(exc, ssl.SSLError):
-        return f"TLS error: {exc.reason or exc}"
+        reason = str(exc.reason or exc)
+        hint = ""
+        if "CERTIFICATE_REQUIRED" in reason:
+            hint = "; the server wants a client certificate: set the TLS cert_file and key_file"
+        elif "UNKNOWN_CA" in reason or "BAD_CERTIFICATE" in reason:
+            hint = "; the server does not accept the client certificate"
+        return f"TLS error: {reason}{hint}"
     if isinstance(exc, socket.gaierror):
         return f"cannot resolve host name: {exc.strerror or exc}"
     if isinstance(exc, OSError) and exc.errno is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -452,6 +453,17 @@ def test_server_unavailable_message(unused_port: int) -> None:
             c.run_batch([{"job_name": "j"}])
         with pytest.raises(ServerUnavailable, match="connection refused"):
             c.job_status("H:x:1")
+
+
+def test_server_that_does_not_answer() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # listens, never answers
+        port = silent.getsockname()[1]
+        with (
+            Client([f"127.0.0.1:{port}"], connect_timeout=0.2) as c,
+            pytest.raises(ServerUnavailable) as info,
+        ):
+            c.submit("j")
+    assert str(info.value) == f"127.0.0.1:{port}: no answer to the greeting within 0.2 s"
 
 
 def test_all_servers_down_names_each(
