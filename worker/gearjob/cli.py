@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 if TYPE_CHECKING:
+    from gearjob.client import Client, JobResult
     from gearjob.config import Settings
     from gearjob.registry import Registry
 
@@ -183,9 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout",
         type=_seconds,
         metavar="SECONDS",
-        help="give up waiting after this long (0 = wait forever; default: config timeout)",
+        help="give up waiting after this long (0 = wait forever; default: the config's "
+        "timeout, else 60)",
     )
-    p.add_argument("--priority", choices=("low", "normal", "high"), default="normal")
+    p.add_argument(
+        "--priority", choices=("low", "normal", "high"), default="normal", help="of the job"
+    )
 
     p = _command(
         sub,
@@ -199,8 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
         '  echo \'{"job_name": "my_module_hello_world", "args": ["Danny"]}\' | gearjob batch -',
     )
     p.add_argument("file", metavar="FILE.jsonl", help='file of jobs, "-" for standard input')
-    p.add_argument("--timeout", type=_seconds, metavar="SECONDS", help="for the whole batch")
-    p.add_argument("--priority", choices=("low", "normal", "high"), default="normal")
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="for the whole batch (0 = wait forever; default: the config's timeout, else 60)",
+    )
+    p.add_argument(
+        "--priority", choices=("low", "normal", "high"), default="normal", help="of every job"
+    )
 
     p = _command(
         sub,
@@ -347,7 +358,7 @@ def _worker_settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
-def _client(settings: Settings, timeout: float | None) -> Any:
+def _client(settings: Settings, timeout: Any) -> Client:
     from gearjob.client import Client
 
     return Client(
@@ -385,10 +396,13 @@ def _print_value(value: Any) -> None:
         print(json.dumps(value, ensure_ascii=False))
 
 
-def _timeout_arg(args: argparse.Namespace, settings: Settings) -> float | None:
-    if args.timeout is None:
+def _timeout_arg(args: argparse.Namespace, settings: Settings) -> Any:
+    """--timeout (0 = wait forever), else the config's timeout, else the client default."""
+    if args.timeout is not None:
+        return args.timeout or None
+    if "timeout" in settings.keys_set:
         return settings.timeout
-    return args.timeout or None
+    return ...
 
 
 def _is_timeout(exc: BaseException) -> bool:
@@ -614,9 +628,6 @@ class _Progress:
             sys.stderr.flush()
 
 
-BATCH_CHUNK = 200
-
-
 def cmd_batch(args: argparse.Namespace) -> int:
     import json
 
@@ -624,22 +635,22 @@ def cmd_batch(args: argparse.Namespace) -> int:
     jobs = _read_batch(args.file)
     timeout = _timeout_arg(args, settings)
     progress = _Progress(len(jobs))
-    results: list[Any] = []
     failed = 0
-    # on a terminal, run in chunks so that the bar moves; otherwise all at once
-    chunk = BATCH_CHUNK if progress.enabled else max(1, len(jobs))
+
+    def on_result(index: int, result: JobResult) -> None:
+        nonlocal failed
+        failed += not result.ok
+        progress.update(progress.done + 1, failed)
+
     with _client(settings, timeout) as client:
-        for start in range(0, len(jobs), chunk):
-            part = jobs[start : start + chunk]
-            done = client.run_batch(
-                [{"job_name": j["job_name"], "args": j["args"]} for j in part],
-                timeout=timeout,
-                priority=args.priority,
-            )
-            results.extend(done)
-            failed += sum(1 for r in done if not r.ok)
-            progress.update(len(results), failed)
+        results = client.run_batch(
+            [{"job_name": j["job_name"], "args": j["args"]} for j in jobs],
+            timeout=timeout,
+            priority=args.priority,
+            on_result=on_result if progress.enabled else None,
+        )
     progress.finish()
+    failed = 0
     for job, result in zip(jobs, results, strict=True):
         line: dict[str, Any] = {"line": job["line"], "job_name": job["job_name"], "ok": result.ok}
         if result.handle:
@@ -650,6 +661,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
                 value = value.decode("utf-8", "replace")
             line["result"] = value
         else:
+            failed += 1
             line["error"] = str(result.error)
         print(json.dumps(line, ensure_ascii=False))
     print(f"gearjob: {len(jobs)} job(s), {len(jobs) - failed} ok, {failed} failed", file=sys.stderr)

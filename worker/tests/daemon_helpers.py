@@ -10,8 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -146,19 +145,6 @@ class WorkerProcess:
             proc.wait()
 
 
-@contextmanager
-def worker_process(
-    args: Sequence[str], log_path: Path, *, env: dict[str, str] | None = None, ready: bool = True
-) -> Iterator[WorkerProcess]:
-    worker = WorkerProcess(args, log_path, env=env).start()
-    try:
-        if ready:
-            worker.wait_ready()
-        yield worker
-    finally:
-        worker.stop()
-
-
 class RawClient:
     """Submits workloads as they are (bytes) and reads the raw answer packets."""
 
@@ -224,3 +210,70 @@ def write_config(path: Path, servers: Sequence[str], jobs: dict[str, str], **top
         lines.append(f"{json.dumps(name)} = {json.dumps(target)}")
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+#: the jobs most tests register (tests/jobs/sample_jobs.py)
+JOBS = {
+    "hello": "sample_jobs:hello_world",
+    "echo": "sample_jobs:echo",
+    "length": "sample_jobs:length",
+    "big": "sample_jobs:big",
+    "each_type": "sample_jobs:each_type",
+    "failing": "sample_jobs:failing",
+    "unserializable": "sample_jobs:unserializable",
+    "exits": "sample_jobs:exits",
+    "slow": "sample_jobs:slow",
+    "stubborn": "sample_jobs:stubborn",
+    "touch": "sample_jobs:touch",
+}
+
+
+def job_flags(jobs: dict[str, str]) -> list[str]:
+    return [arg for name, target in jobs.items() for arg in ("--job", f"{name}={target}")]
+
+
+StartWorker = Callable[..., WorkerProcess]
+
+
+class WorkerPool:
+    """Starts worker subprocesses for one test; stop_all() at teardown."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.workers: list[WorkerProcess] = []
+
+    def start(
+        self,
+        *servers: Any,
+        extra: Sequence[str] = (),
+        jobs: dict[str, str] | None = JOBS,
+        env: dict[str, str] | None = None,
+        ready: bool = True,
+    ) -> WorkerProcess:
+        args = [a for s in servers for a in ("--server", str(s))]
+        args += job_flags(jobs or {}) + list(extra)
+        worker = WorkerProcess(args, self.tmp_path / f"worker{len(self.workers)}.log", env=env)
+        self.workers.append(worker)
+        worker.start()
+        if ready:
+            worker.wait_ready()
+        return worker
+
+    def stop_all(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """`python -m gearjob ARGS` to completion, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "gearjob", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        env=env or subprocess_env(),
+        timeout=timeout,
+        check=False,
+    )

@@ -6,14 +6,16 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from daemon_helpers import (
+    JOBS,
     RawClient,
-    WorkerProcess,
+    StartWorker,
+    WorkerPool,
     envelope,
     queued,
     subprocess_env,
@@ -24,55 +26,15 @@ from daemon_helpers import (
 
 from gearjob import payload
 
-JOBS = {
-    "hello": "sample_jobs:hello_world",
-    "echo": "sample_jobs:echo",
-    "length": "sample_jobs:length",
-    "big": "sample_jobs:big",
-    "each_type": "sample_jobs:each_type",
-    "failing": "sample_jobs:failing",
-    "unserializable": "sample_jobs:unserializable",
-    "exits": "sample_jobs:exits",
-    "slow": "sample_jobs:slow",
-    "stubborn": "sample_jobs:stubborn",
-    "touch": "sample_jobs:touch",
-}
-
-
-def job_flags(jobs: dict[str, str]) -> list[str]:
-    return [arg for name, target in jobs.items() for arg in ("--job", f"{name}={target}")]
-
-
-StartWorker = Callable[..., WorkerProcess]
-
 
 @pytest.fixture
 def start_worker(tmp_path: Path) -> Iterator[StartWorker]:
-    """start_worker(*servers, extra=[...], jobs=JOBS, env=None, ready=True) -> WorkerProcess;
-    every worker is stopped at teardown."""
-    workers: list[WorkerProcess] = []
-
-    def start(
-        *servers: Any,
-        extra: list[str] | None = None,
-        jobs: dict[str, str] | None = JOBS,
-        env: dict[str, str] | None = None,
-        ready: bool = True,
-    ) -> WorkerProcess:
-        args = [a for s in servers for a in ("--server", str(s))]
-        args += job_flags(jobs or {}) + list(extra or [])
-        worker = WorkerProcess(args, tmp_path / f"worker{len(workers)}.log", env=env)
-        workers.append(worker)
-        worker.start()
-        if ready:
-            worker.wait_ready()
-        return worker
-
+    """start_worker(*servers, extra=[...], jobs=JOBS, env=None, ready=True) -> WorkerProcess"""
+    pool = WorkerPool(tmp_path)
     try:
-        yield start
+        yield pool.start
     finally:
-        for worker in workers:
-            worker.stop()
+        pool.stop_all()
 
 
 def start_slow_job(

@@ -1,0 +1,183 @@
+"""Other Gearman clients against a gearjob worker subprocess: PHP's GearmanClient used the
+way Islandora Job uses it, the C `gearman` tool, and gearjob's own client."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from daemon_helpers import StartWorker, WorkerPool, queued, wait_for
+
+from gearjob.client import Client
+from gearjob.errors import JobFailed
+
+PHP_CLIENT = r"""<?php
+// What Islandora Job does: islandora_job_submit / _background / a batch of tasks.
+function islandora_job_payload($job, $args) {
+    $site = "http://example.org";
+    return json_encode(["func" => $job, "args" => $args, "site" => $site, "uid" => 1]);
+}
+$port = (int)$argv[1];
+$marker = $argv[2];
+$client = new GearmanClient();
+$client->addServer("127.0.0.1", $port);
+$client->setTimeout(20000);
+
+$normal = [];
+$cases = [
+    ["hello", ["Danny"]],
+    ["each_type", ["dict"]],
+    ["each_type", ["int"]],
+    ["each_type", ["none"]],
+    ["failing", ["boom"]],
+    ["hello", ["D\u{00e4}nny \u{2603} \u{1d11e}"]],
+    ["echo", ["a/b", ["nested" => true], 1.5]],
+];
+foreach ($cases as [$job, $args]) {
+    $result = $client->doNormal($job, islandora_job_payload($job, $args));
+    $normal[] = ["job" => $job, "result" => $result, "code" => $client->returnCode()];
+}
+
+$handle = $client->doBackground("touch", islandora_job_payload("touch", [$marker]));
+$background = ["handle" => $handle, "code" => $client->returnCode()];
+
+$tasks = [];
+$client->setCompleteCallback(function ($task) use (&$tasks) {
+    $tasks[$task->unique()] = ["ok" => true, "data" => $task->data()];
+});
+$client->setFailCallback(function ($task) use (&$tasks) {
+    $tasks[$task->unique()] = ["ok" => false];
+});
+for ($i = 0; $i < 5; $i++) {
+    $client->addTask("hello", islandora_job_payload("hello", ["n$i"]), null, "task-$i");
+}
+$client->addTask("failing", islandora_job_payload("failing", ["x"]), null, "task-fail");
+$ran = $client->runTasks();
+
+echo json_encode([
+    "normal" => $normal,
+    "background" => $background,
+    "tasks" => $tasks,
+    "ran" => $ran,
+    "SUCCESS" => GEARMAN_SUCCESS,
+    "WORK_FAIL" => GEARMAN_WORK_FAIL,
+]);
+"""
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[StartWorker]:
+    pool = WorkerPool(tmp_path)
+    try:
+        yield pool.start
+    finally:
+        pool.stop_all()
+
+
+@pytest.fixture
+def served(gearmand, start_worker):
+    start_worker(gearmand, extra=["--job-timeout", "0.5"])
+    return gearmand
+
+
+needs_php = pytest.mark.skipif(
+    shutil.which("php") is None
+    or "gearman"
+    not in subprocess.run(["php", "-m"], capture_output=True, text=True, check=False).stdout,
+    reason="php-cli with the gearman extension is not installed",
+)
+needs_gearman_tool = pytest.mark.skipif(
+    shutil.which("gearman") is None, reason="gearman-tools is not installed"
+)
+
+
+@needs_php
+def test_php_client_the_islandora_job_way(served, tmp_path):
+    script = tmp_path / "client.php"
+    script.write_text(PHP_CLIENT)
+    marker = tmp_path / "background-ran"
+    done = subprocess.run(
+        ["php", str(script), str(served.port), str(marker)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = json.loads(done.stdout)
+    ok, fail = out["SUCCESS"], out["WORK_FAIL"]
+    normal = [(case["job"], case["result"], case["code"]) for case in out["normal"]]
+    assert normal[0] == ("hello", "Hello Danny", ok)  # a string comes back as it is
+    assert normal[1] == ("each_type", '{"a":1,"b":[true,null]}', ok)  # a dict as JSON text
+    assert normal[2] == ("each_type", "42", ok)
+    assert normal[3] == ("each_type", "", ok)
+    assert normal[4][0] == "failing" and normal[4][2] == fail  # a raising job fails
+    assert normal[5] == ("hello", "Hello Dänny ☃ 𝄞", ok)  # json_encode's \u escapes
+    assert normal[6][2] == ok
+    assert json.loads(normal[6][1]) == {"args": ["a/b", {"nested": True}, 1.5], "kwargs": {}}
+
+    assert out["background"]["code"] == ok
+    assert out["background"]["handle"].startswith("H:")
+    wait_for(marker.exists, what="the background job to run")
+
+    assert out["ran"] is True
+    tasks = out["tasks"]
+    assert {f"task-{i}": tasks[f"task-{i}"] for i in range(5)} == {
+        f"task-{i}": {"ok": True, "data": f"Hello n{i}"} for i in range(5)
+    }
+    assert tasks["task-fail"] == {"ok": False}
+
+
+def gearman_tool(port: int, *args: str, stdin: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["gearman", "-h", "127.0.0.1", "-p", str(port), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+@needs_gearman_tool
+def test_c_gearman_tool_submits_to_a_gearjob_worker(served, tmp_path):
+    done = gearman_tool(served.port, "-f", "hello", stdin='{"args":["Danny"]}\n')
+    assert (done.returncode, done.stdout) == (0, "Hello Danny")
+    done = gearman_tool(served.port, "-f", "each_type", stdin='{"args":["list"]}')
+    assert (done.returncode, done.stdout) == (0, '[1,"two",null]')
+    # a failing job, a non-JSON workload and a timed-out job end the tool (no hang)
+    for function, workload in (
+        ("failing", '{"args":["x"]}'),
+        ("hello", "Danny"),
+        ("slow", '{"args":[30]}'),
+    ):
+        done = gearman_tool(served.port, "-f", function, stdin=workload)
+        assert done.returncode != 0, (function, done.stdout)
+        assert "Job failed" in done.stdout + done.stderr, (function, done.stdout, done.stderr)
+    marker = tmp_path / "ran"
+    done = gearman_tool(served.port, "-b", "-f", "touch", stdin=json.dumps({"args": [str(marker)]}))
+    assert done.returncode == 0
+    wait_for(marker.exists, what="the background job to run")
+    assert queued(served.address, "touch") == 0
+
+
+def test_gearjob_client_gets_typed_results_and_exceptions(served):
+    with Client([served.address], timeout=20) as client:
+        assert client.submit("hello", "Danny") == "Hello Danny"
+        assert client.submit("each_type", "dict") == {"a": 1, "b": [True, None]}
+        assert client.submit("each_type", "none") is None
+        assert client.submit("each_type", "str") == "text é ☃"
+        assert client.submit("echo", "x", {"y": [1]}) == {"args": ["x", {"y": [1]}], "kwargs": {}}
+        with pytest.raises(JobFailed) as info:
+            client.submit("failing", "boom")
+        assert (info.value.exc_type, info.value.message) == ("ValueError", "boom")
+        with pytest.raises(JobFailed) as info:
+            client.submit("slow", 30)
+        assert info.value.exc_type == "gearjob.errors.JobTimeout"
+        assert info.value.message == "job slow timed out after 0.5 s"
+        results = client.run_batch([{"job_name": "hello", "args": [str(i)]} for i in range(10)])
+        assert [r.value for r in results] == [f"Hello {i}" for i in range(10)]
