@@ -1,5 +1,5 @@
-"""Helpers for the worker daemon and CLI tests: real gearmand processes, worker subprocesses
-(`python -m gearjob worker`) and raw submissions over gearjob.protocol."""
+"""Helpers for the worker daemon and CLI tests: worker subprocesses (`python -m gearjob
+worker`), raw submissions over gearjob.protocol (fixtures: daemon_fixtures.py)."""
 
 from __future__ import annotations
 

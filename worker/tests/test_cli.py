@@ -6,13 +6,9 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from daemon_helpers import (
-    StartWorker,
-    WorkerPool,
     run_cli,
     subprocess_env,
     write_config,
@@ -20,14 +16,7 @@ from daemon_helpers import (
 
 from gearjob import cli
 
-
-@pytest.fixture
-def start_worker(tmp_path: Path) -> Iterator[StartWorker]:
-    pool = WorkerPool(tmp_path)
-    try:
-        yield pool.start
-    finally:
-        pool.stop_all()
+pytest_plugins = ["daemon_fixtures"]
 
 
 @pytest.fixture

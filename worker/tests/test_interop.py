@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from daemon_helpers import StartWorker, WorkerPool, queued, wait_for
+from daemon_helpers import queued, wait_for
 
 from gearjob.client import Client
 from gearjob.errors import JobFailed
+
+pytest_plugins = ["daemon_fixtures"]
 
 PHP_CLIENT = r"""<?php
 // What Islandora Job does: islandora_job_submit / _background / a batch of tasks.
@@ -67,15 +67,6 @@ echo json_encode([
     "WORK_FAIL" => GEARMAN_WORK_FAIL,
 ]);
 """
-
-
-@pytest.fixture
-def start_worker(tmp_path: Path) -> Iterator[StartWorker]:
-    pool = WorkerPool(tmp_path)
-    try:
-        yield pool.start
-    finally:
-        pool.stop_all()
 
 
 @pytest.fixture

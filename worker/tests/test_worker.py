@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,6 @@ import pytest
 from daemon_helpers import (
     JOBS,
     RawClient,
-    StartWorker,
-    WorkerPool,
     envelope,
     queued,
     subprocess_env,
@@ -26,15 +23,7 @@ from daemon_helpers import (
 
 from gearjob import payload
 
-
-@pytest.fixture
-def start_worker(tmp_path: Path) -> Iterator[StartWorker]:
-    """start_worker(*servers, extra=[...], jobs=JOBS, env=None, ready=True) -> WorkerProcess"""
-    pool = WorkerPool(tmp_path)
-    try:
-        yield pool.start
-    finally:
-        pool.stop_all()
+pytest_plugins = ["daemon_fixtures"]
 
 
 def start_slow_job(

@@ -7,13 +7,10 @@ import signal
 import socket
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from daemon_helpers import (
     RawClient,
-    StartWorker,
-    WorkerPool,
     envelope,
     subprocess_env,
     wait_for,
@@ -21,6 +18,8 @@ from daemon_helpers import (
 )
 
 from gearjob.sdnotify import Notifier
+
+pytest_plugins = ["daemon_fixtures"]
 
 
 class Listener:
@@ -64,15 +63,6 @@ def abstract_listener() -> Iterator[tuple[str, Listener]]:
         yield "@" + name, listener
     finally:
         listener.close()
-
-
-@pytest.fixture
-def start_worker(tmp_path: Path) -> Iterator[StartWorker]:
-    pool = WorkerPool(tmp_path)
-    try:
-        yield pool.start
-    finally:
-        pool.stop_all()
 
 
 def test_notifier_sends_to_a_filesystem_socket(tmp_path):
