@@ -1,0 +1,1 @@
+"""Example gearjob jobs: see my_module.jobs."""
