@@ -16,6 +16,15 @@ Signals only set flags (or, for "exit now", raise :class:`WorkerKilled`); the lo
 
 A server that goes away is reconnected with exponential backoff (0.25 s doubling up to 15 s)
 without disturbing the others; the job names are registered again when it is back.
+
+Results: WORK_COMPLETE with :func:`gearjob.payload.encode_result`. A job that raises (or times
+out, or has a bad workload) gets WORK_FAIL; when the workload came from a gearjob client
+(``"gearjob": 1``) WORK_EXCEPTION with the exception's type and message goes first. Other
+clients never see WORK_EXCEPTION: the C ``gearman`` tool waits forever after one.
+
+Job time limits use SIGALRM (``setitimer``) in the main thread: the job gets a
+:class:`~gearjob.errors.JobTimeout` at its deadline and again every second until it ends, so
+jobs must not use SIGALRM themselves.
 """
 
 from __future__ import annotations

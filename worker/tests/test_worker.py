@@ -424,3 +424,19 @@ def test_idle_worker_uses_less_than_30_mb(gearmand, start_worker):
     status = Path(f"/proc/{worker.pid}/status").read_text()
     rss_kb = int(next(ln for ln in status.splitlines() if ln.startswith("VmRSS:")).split()[1])
     assert rss_kb < 30 * 1024, f"idle worker RSS {rss_kb} kB"
+
+
+def test_sighup_follows_a_changed_server_list(gearmand_factory, start_worker, tmp_path):
+    one, two = gearmand_factory(), gearmand_factory()
+    config = tmp_path / "worker.toml"
+    write_config(config, [str(one)], {"hello": JOBS["hello"]})
+    worker = start_worker(extra=["--config", str(config)], jobs=None)
+    write_config(config, [str(one), str(two)], {"hello": JOBS["hello"]})
+    worker.send(signal.SIGHUP)
+    wait_for(lambda: workers_for(two.address, "hello") == 1, what="registration on the new server")
+    assert run(two, "hello", envelope("hello", "new")) == ("WORK_COMPLETE", b"Hello new")
+    write_config(config, [str(two)], {"hello": JOBS["hello"]})
+    worker.send(signal.SIGHUP)
+    wait_for(lambda: workers_for(one.address, "hello") == 0, what="leaving the old server")
+    assert f"server {one} is no longer configured" in worker.log()
+    assert run(two, "hello", envelope("hello", "still")) == ("WORK_COMPLETE", b"Hello still")
