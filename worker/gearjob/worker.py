@@ -30,6 +30,7 @@ jobs must not use SIGALRM themselves.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import random
@@ -87,12 +88,24 @@ class _Link:
     delay: float = BACKOFF_START
     failures: int = 0
     down_since: float | None = None  # when a connection that worked was lost
+    probe: _Probe | None = None  # a non-blocking TCP connect in progress
     fd: int = -1  # registered with the selector (the connection forgets it when it closes)
     expected_not_found: int = 0  # ERROR JOB_NOT_FOUND answers to our WORK_FAIL after EXCEPTION
 
     @property
     def up(self) -> bool:
         return self.conn is not None
+
+
+class _Probe:
+    """A non-blocking TCP connect to a server, so that a host that does not answer (powered
+    off, filtered) never blocks the loop. When it succeeds, the real connection is made."""
+
+    def __init__(self, link: _Link, addresses: list[Any], deadline: float) -> None:
+        self.link = link
+        self.addresses = addresses  # getaddrinfo() results still to try
+        self.deadline = deadline
+        self.sock: socket.socket | None = None
 
 
 @dataclass
@@ -254,10 +267,13 @@ class Worker:
             ready = [link for link in self.links if link.conn and link.conn.has_buffered()]
             if not ready:
                 for key, _ in self._sel.select(self._select_timeout()):
-                    if key.data is None:
+                    data = key.data
+                    if data is None:
                         self._drain_wakeups()
+                    elif isinstance(data, _Probe):
+                        self._probe_done(data)
                     else:
-                        ready.append(key.data)
+                        ready.append(data)
             for link in ready:
                 self._read(link)
 
@@ -268,7 +284,9 @@ class Worker:
             timeout = min(timeout, interval)
         now = time.monotonic()
         for link in self.links:
-            if not link.up:
+            if link.probe is not None:
+                timeout = min(timeout, max(0.0, link.probe.deadline - now))
+            elif not link.up:
                 timeout = min(timeout, max(0.0, link.retry_at - now))
         return timeout
 
@@ -284,12 +302,72 @@ class Worker:
     def _connect_due(self) -> None:
         now = time.monotonic()
         for link in self.links:
-            if link.conn is None and link.retry_at <= now:
-                self._connect(link)
+            probe = link.probe
+            if probe is not None:
+                if now >= probe.deadline:
+                    self._end_probe(probe)
+                    timeout = self.settings.connect_timeout
+                    self._schedule_retry(
+                        link,
+                        f"cannot connect: {link.address}: connect timed out after {timeout:g} s",
+                    )
+            elif link.conn is None and link.retry_at <= now:
+                self._start_probe(link)
         if not self._ready_sent and any(link.up for link in self.links):
             self._ready_sent = True
             self.notifier.ready(self._idle_status())
             log.info("worker ready: %s", self._idle_status())
+
+    def _start_probe(self, link: _Link) -> None:
+        address = link.address
+        try:
+            infos = socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            self._schedule_retry(link, f"cannot connect: {address}: cannot resolve: {exc}")
+            return
+        probe = _Probe(link, infos, time.monotonic() + self.settings.connect_timeout)
+        link.probe = probe
+        self._probe_next(probe, "no address")
+
+    def _probe_next(self, probe: _Probe, why: str) -> None:
+        """Start a connect to the next address, or give up with `why`."""
+        while probe.addresses:
+            family, kind, proto, _, sockaddr = probe.addresses.pop(0)
+            sock = socket.socket(family, kind | socket.SOCK_CLOEXEC, proto)
+            sock.setblocking(False)
+            err = sock.connect_ex(sockaddr)
+            if err in (0, errno.EINPROGRESS, errno.EAGAIN):
+                probe.sock = sock
+                self._sel.register(sock, selectors.EVENT_WRITE, probe)
+                return
+            sock.close()
+            why = os.strerror(err)
+        link = probe.link
+        self._end_probe(probe)
+        self._schedule_retry(link, f"cannot connect: {link.address}: {why[:1].lower()}{why[1:]}")
+
+    def _probe_done(self, probe: _Probe) -> None:
+        sock = probe.sock
+        if sock is None:
+            return
+        with contextlib.suppress(KeyError, ValueError):
+            self._sel.unregister(sock)
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        sock.close()
+        probe.sock = None
+        if err:
+            self._probe_next(probe, os.strerror(err))
+        else:
+            self._end_probe(probe)
+            self._connect(probe.link)  # reachable: now the real (blocking) connect is quick
+
+    def _end_probe(self, probe: _Probe) -> None:
+        if probe.sock is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._sel.unregister(probe.sock)
+            probe.sock.close()
+            probe.sock = None
+        probe.link.probe = None
 
     def _connect(self, link: _Link) -> None:
         conn = Connection(
@@ -330,10 +408,13 @@ class Worker:
         link.retry_at = time.monotonic() + delay
         link.delay = min(link.delay * 2, BACKOFF_MAX)
         level = logging.WARNING if link.failures == 1 else logging.DEBUG
+        why = why.replace(f"{link.address}: ", "", 1)  # errors name the server already
         log.log(level, "%s: %s; retrying in %.1f s", link.address, why, delay)
 
     def _drop(self, link: _Link, reason: str | None) -> None:
         """Forget a connection; with a reason, schedule a reconnect."""
+        if link.probe is not None:
+            self._end_probe(link.probe)
         if link.fd >= 0:
             with contextlib.suppress(KeyError, ValueError, OSError):
                 self._sel.unregister(link.fd)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -440,3 +441,25 @@ def test_sighup_follows_a_changed_server_list(gearmand_factory, start_worker, tm
     wait_for(lambda: workers_for(one.address, "hello") == 0, what="leaving the old server")
     assert f"server {one} is no longer configured" in worker.log()
     assert run(two, "hello", envelope("hello", "still")) == ("WORK_COMPLETE", b"Hello still")
+
+
+def test_a_server_that_does_not_answer_does_not_hold_up_the_others(
+    gearmand, start_worker, tmp_path
+):
+    # a listening socket whose accept queue is full: connects to it hang (SYNs are dropped)
+    with socket.socket() as silent, socket.socket() as filler:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(0)
+        filler.connect(silent.getsockname())
+        hanging = f"127.0.0.1:{silent.getsockname()[1]}"
+        config = tmp_path / "worker.toml"
+        write_config(config, [hanging, str(gearmand)], {"hello": JOBS["hello"]}, connect_timeout=60)
+        worker = start_worker(extra=["--config", str(config)], jobs=None)
+        assert run(gearmand, "hello", envelope("hello", "x")) == ("WORK_COMPLETE", b"Hello x")
+        assert "connect timed out" not in worker.log()  # still trying, in the background
+        assert "idle, 1/2 servers" in worker.log()
+        write_config(
+            config, [hanging, str(gearmand)], {"hello": JOBS["hello"]}, connect_timeout=0.3
+        )
+        impatient = start_worker(extra=["--config", str(config)], jobs=None)
+        impatient.wait_log(f"{hanging}: cannot connect: connect timed out after 0.3 s")
