@@ -34,7 +34,7 @@ from .errors import (
     ServerUnavailable,
 )
 from .payload import decode_exception, decode_result, encode_request
-from .protocol import Cmd, Connection, Packet, pack
+from .protocol import HEADER_SIZE, Cmd, Connection, pack
 
 __all__ = [
     "Client",
@@ -71,6 +71,8 @@ _BACKGROUND = {
 _FINAL = frozenset((Cmd.WORK_COMPLETE, Cmd.WORK_EXCEPTION, Cmd.WORK_FAIL))
 _IGNORED = frozenset((Cmd.WORK_STATUS, Cmd.WORK_DATA, Cmd.WORK_WARNING, Cmd.OPTION_RES, Cmd.NOOP))
 _BATCH_KEYS = frozenset(("job_name", "args", "unique", "priority"))
+_COMPLETE = Cmd.WORK_COMPLETE
+_CREATED = Cmd.JOB_CREATED
 
 # Bumped in a forked child so that clients drop the connections they share with the parent.
 _fork_generation = 0
@@ -115,7 +117,7 @@ class JobStatus:
 class _Server:
     """A job server, its connection and its failure record."""
 
-    __slots__ = ("address", "conn", "failures", "last_error", "name", "retry_at")
+    __slots__ = ("address", "conn", "failures", "handle_size", "last_error", "name", "retry_at")
 
     def __init__(self, address: ServerAddress, connect_timeout: float, max_packet: int) -> None:
         self.address = address
@@ -124,6 +126,7 @@ class _Server:
         self.failures = 0
         self.retry_at = 0.0
         self.last_error = ""
+        self.handle_size = 0  # length of the last job handle (for Connection.expect)
 
     def failed(self, error: BaseException) -> None:
         """Record a failure: later calls try this server last until the backoff expired."""
@@ -143,9 +146,9 @@ def _handle_text(handle: bytes) -> str:
     return handle.rstrip(b"\0").decode("utf-8", "replace")
 
 
-def _failure(job_name: str, handle: str | None, packet: Packet) -> JobFailed:
-    if packet.cmd == Cmd.WORK_EXCEPTION:
-        exc_type, message = decode_exception(packet.args[1])
+def _failure(job_name: str, handle: str | None, cmd: Cmd, args: tuple[bytes, ...]) -> JobFailed:
+    if cmd == Cmd.WORK_EXCEPTION:
+        exc_type, message = decode_exception(args[1])
         return JobFailed(job_name, handle, exc_type, message)
     return JobFailed(
         job_name,
@@ -159,13 +162,21 @@ def _timeout_text(timeout: float | None) -> str:
     return f"{timeout:g} s" if timeout is not None else "the time limit"
 
 
-@dataclass
 class _BatchJob:
-    index: int
-    job_name: str
-    packet: bytes
-    handle: str | None = None
-    attempts: int = 0
+    """One job of a batch: its place in the input, its packet, its handle once created."""
+
+    __slots__ = ("attempts", "handle", "index", "job_name", "packet")
+
+    def __init__(self, index: int, job_name: str, packet: bytes) -> None:
+        self.index = index
+        self.job_name = job_name
+        self.packet = packet
+        self.handle: bytes | None = None
+        self.attempts = 0
+
+    @property
+    def handle_text(self) -> str | None:
+        return None if self.handle is None else self.handle.decode("utf-8", "replace")
 
 
 @dataclass(eq=False)
@@ -267,18 +278,25 @@ class Client:
 
     # -- plumbing ---------------------------------------------------------------------------
 
+    @staticmethod
+    def _busy() -> RuntimeError:
+        return RuntimeError(
+            "this gearjob Client is being used by another thread at the same time; "
+            "create one Client per thread (the module-level gearjob.submit() and friends "
+            "keep one per thread for you)"
+        )
+
+    def _forked(self) -> None:
+        self._generation = _fork_generation
+        self.close()  # the connections belong to the parent process
+
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
         if not self._lock.acquire(blocking=False):
-            raise RuntimeError(
-                "this gearjob Client is being used by another thread at the same time; "
-                "create one Client per thread (the module-level gearjob.submit() and friends "
-                "keep one per thread for you)"
-            )
+            raise self._busy()
         try:
             if self._generation != _fork_generation:
-                self._generation = _fork_generation
-                self.close()  # the connections belong to the parent process
+                self._forked()
             yield
         finally:
             self._lock.release()
@@ -313,11 +331,9 @@ class Client:
             )
         return data
 
-    def _packet(
-        self, job_name: str, args: Sequence[Any], unique: bytes, cmd: Cmd
-    ) -> tuple[bytes, bytes]:
-        """(packet, workload) for a job; PayloadError before anything is sent."""
-        function = self._function(job_name)
+    def _packet(self, job_name: str, args: Sequence[Any], unique: bytes, cmd: Cmd) -> bytes:
+        """The submit packet for a job; PayloadError before anything is sent."""
+        function = self._names.get(job_name) or self._function(job_name)
         workload = encode_request(job_name, args)
         if len(workload) + len(function) + len(unique) + 2 > self.max_packet_size:
             raise PayloadError(
@@ -325,7 +341,7 @@ class Client:
                 f"max_packet_size {self.max_packet_size}; pass a reference (a path or URL) "
                 "to large data instead"
             )
-        return pack(cmd, function, unique, workload), workload
+        return pack(cmd, function, unique, workload)
 
     def _deadline(self, timeout: float | EllipsisType | None) -> tuple[float | None, float | None]:
         limit = self.timeout if timeout is ... else timeout
@@ -390,54 +406,75 @@ class Client:
         return ServerUnavailable("no job server available: " + "; ".join(errors))
 
     def _create(
-        self, job_name: str, packet: bytes, deadline: float | None, limit: float | None
+        self,
+        job_name: str,
+        packet: bytes,
+        deadline: float | None,
+        limit: float | None,
+        expect_result: bool = False,
     ) -> tuple[_Server, bytes]:
         """Send a submit packet to the first server that takes it; (server, handle)."""
         errors: list[str] = []
         for server in self._order():
-            reused = server.conn.connected
+            conn = server.conn
+            reused = conn._sock is not None
             while True:
                 try:
-                    conn = self._connect(server, deadline)
-                except ServerUnavailable as exc:
-                    errors.append(str(exc))
-                    break
-                try:
-                    conn.send_bytes(packet, None if deadline is None else limit)
-                    return server, self._await_created(server, job_name, deadline, limit)
+                    if conn._sock is None:
+                        self._connect(server, deadline)
+                    # a foreground job: sleep through JOB_CREATED until the next packet starts
+                    hint = 2 * HEADER_SIZE + server.handle_size if expect_result else 0
+                    try:
+                        first = conn.exchange(packet, deadline, limit, hint)
+                    except TimeoutError:
+                        first = None
+                    handle = self._await_created(server, job_name, deadline, limit, first)
+                    server.handle_size = len(handle)
+                    return server, handle
                 except ServerUnavailable as exc:
                     if reused:
                         # an idle connection went stale (server restarted): reconnect once
                         reused = False
                         conn.close()
                         continue
-                    server.failed(exc)
+                    if conn._sock is not None:
+                        server.failed(exc)
                     errors.append(str(exc))
                     break
         raise self._unavailable(errors)
 
     def _await_created(
-        self, server: _Server, job_name: str, deadline: float | None, limit: float | None
+        self,
+        server: _Server,
+        job_name: str,
+        deadline: float | None,
+        limit: float | None,
+        first: tuple[Cmd, tuple[bytes, ...]] | None,
     ) -> bytes:
+        """The handle from JOB_CREATED; ``first`` is the packet already received (None:
+        none yet, e.g. its wait timed out)."""
         conn = server.conn
+        packet = first
         while True:
-            try:
-                packet = conn.recv(None if deadline is None else deadline - time.monotonic())
-            except TimeoutError as exc:
-                conn.close()
-                raise JobTimeout(
-                    f"job {job_name} was not accepted by {server.name} within "
-                    f"{_timeout_text(limit)}",
-                    job_name=job_name,
-                    timeout=limit,
-                ) from exc
-            cmd = packet.cmd
-            if cmd == Cmd.JOB_CREATED:
-                return packet.args[0]
-            if cmd == Cmd.ERROR:
+            if packet is None:
+                try:
+                    packet = conn.next_packet(deadline, limit)
+                except TimeoutError as exc:
+                    conn.close()
+                    raise JobTimeout(
+                        f"job {job_name} was not accepted by {server.name} within "
+                        f"{_timeout_text(limit)}",
+                        job_name=job_name,
+                        timeout=limit,
+                    ) from exc
+            cmd, args = packet
+            packet = None
+            if cmd is Cmd.JOB_CREATED:
+                return args[0]
+            if cmd is Cmd.ERROR:
                 raise ProtocolError(
                     f"{server.name} refused job {job_name}: "
-                    f"{_handle_text(packet.args[0])}: {_handle_text(packet.args[1])}"
+                    f"{_handle_text(args[0])}: {_handle_text(args[1])}"
                 )
             if cmd not in _IGNORED and cmd not in _FINAL:
                 conn.close()
@@ -471,11 +508,17 @@ class Client:
         cmd = _FOREGROUND.get(priority)
         if cmd is None:
             raise ValueError(f"priority must be 'low', 'normal' or 'high', not {priority!r}")
-        packet, _ = self._packet(job_name, args, self._unique(unique), cmd)
+        packet = self._packet(job_name, args, self._unique(unique) if unique else b"", cmd)
         limit, deadline = self._deadline(timeout)
-        with self._exclusive():
-            server, handle = self._create(job_name, packet, deadline, limit)
+        if not self._lock.acquire(False):
+            raise self._busy()
+        try:
+            if self._generation != _fork_generation:
+                self._forked()
+            server, handle = self._create(job_name, packet, deadline, limit, True)
             return self._await_result(server, job_name, handle, deadline, limit)
+        finally:
+            self._lock.release()
 
     def _await_result(
         self,
@@ -486,11 +529,10 @@ class Client:
         limit: float | None,
     ) -> Any:
         conn = server.conn
-        recv = conn.recv
-        monotonic = time.monotonic
+        next_packet = conn.next_packet
         while True:
             try:
-                packet = recv(None if deadline is None else deadline - monotonic())
+                cmd, args = next_packet(deadline, limit)
             except TimeoutError as exc:
                 conn.close()  # gearmand then skips the job: nobody waits for it
                 raise JobTimeout(
@@ -506,13 +548,14 @@ class Client:
                     f"{exc} while waiting for job {job_name} ({_handle_text(handle)})",
                     server.name,
                 ) from exc
-            cmd = packet.cmd
+            if cmd is Cmd.WORK_COMPLETE and args[0] == handle:
+                return decode_result(args[1])
             if cmd in _FINAL:
-                if packet.args[0].rstrip(b"\0") != handle:
+                if args[0].rstrip(b"\0") != handle:
                     continue  # a job abandoned earlier on this connection
-                if cmd == Cmd.WORK_COMPLETE:
-                    return decode_result(packet.args[1])
-                raise _failure(job_name, _handle_text(handle), packet)
+                if cmd is Cmd.WORK_COMPLETE:
+                    return decode_result(args[1])
+                raise _failure(job_name, _handle_text(handle), cmd, args)
             if cmd in _IGNORED:
                 continue
             conn.close()
@@ -542,9 +585,9 @@ class Client:
             workload = encode_request(job_name, args)
             digest = hashlib.sha256(function + b"\0" + workload).hexdigest()
             key = digest[:UNIQUE_HASH_CHARS].encode()
-            packet, _ = self._packet(job_name, args, key, cmd)
+            packet = self._packet(job_name, args, key, cmd)
         else:
-            packet, _ = self._packet(job_name, args, self._unique(unique or None), cmd)
+            packet = self._packet(job_name, args, self._unique(unique or None), cmd)
         limit, deadline = self._deadline(...)
         with self._exclusive():
             server, handle = self._create(job_name, packet, deadline, limit)
@@ -689,7 +732,7 @@ class Client:
                     f"'high', not {prio!r}"
                 )
             try:
-                packet, _ = self._packet(job_name, args, self._unique(job.get("unique")), cmd)
+                packet = self._packet(job_name, args, self._unique(job.get("unique")), cmd)
             except PayloadError as exc:
                 raise PayloadError(f"batch job {index}: {exc}") from exc
             prepared.append(_BatchJob(index, job_name, packet))
@@ -711,6 +754,7 @@ class Client:
             except ServerUnavailable as exc:
                 errors.append(str(exc))
                 continue
+            server.conn.clear_hint()  # selectors must see every byte
             live.append(_BatchConn(server))
         if not live:
             raise self._unavailable(errors)
@@ -727,7 +771,7 @@ class Client:
                 on_result(job.index, result)
 
         def fail(job: _BatchJob, error: GearjobError) -> None:
-            finish(job, JobResult(job.job_name, False, None, error, job.handle))
+            finish(job, JobResult(job.job_name, False, None, error, job.handle_text))
 
         def assign(job: _BatchJob, bc: _BatchConn) -> None:
             job.attempts += 1
@@ -747,7 +791,8 @@ class Client:
                     fail(
                         job,
                         ServerUnavailable(
-                            f"{exc} while waiting for job {job.job_name} ({job.handle})", name
+                            f"{exc} while waiting for job {job.job_name} ({job.handle_text})",
+                            name,
                         ),
                     )
             bc.running.clear()
@@ -800,8 +845,23 @@ class Client:
                         if mask & selectors.EVENT_WRITE and conn.flush_nowait():
                             changed.add(bc)
                         if mask & selectors.EVENT_READ:
-                            for packet in conn.read_available():
-                                self._batch_packet(bc, packet, finish, fail)
+                            running = bc.running
+                            for cmd, args in conn.read_available_raw():
+                                if cmd is _COMPLETE and args[0] in running:
+                                    value = decode_result(args[1])
+                                    for job in running.pop(args[0]):
+                                        finish(
+                                            job,
+                                            JobResult(
+                                                job.job_name, True, value, None, job.handle_text
+                                            ),
+                                        )
+                                elif cmd is _CREATED and bc.awaiting:
+                                    job = bc.awaiting.popleft()
+                                    job.handle = args[0]
+                                    running.setdefault(args[0], []).append(job)
+                                else:
+                                    self._batch_packet(bc, cmd, args, finish, fail)
                     except (ServerUnavailable, ProtocolError) as exc:
                         lost(bc, exc)
             for job in jobs:
@@ -809,10 +869,10 @@ class Client:
                     fail(
                         job,
                         JobTimeout(
-                            f"job {job.job_name} ({job.handle or 'not accepted yet'}) did not "
-                            f"finish within {_timeout_text(limit)}",
+                            f"job {job.job_name} ({job.handle_text or 'not accepted yet'}) did "
+                            f"not finish within {_timeout_text(limit)}",
                             job_name=job.job_name,
-                            handle=job.handle,
+                            handle=job.handle_text,
                             timeout=limit,
                         ),
                     )
@@ -825,41 +885,33 @@ class Client:
     def _batch_packet(
         self,
         bc: _BatchConn,
-        packet: Packet,
+        cmd: Cmd,
+        args: tuple[bytes, ...],
         finish: Callable[[_BatchJob, JobResult], None],
         fail: Callable[[_BatchJob, GearjobError], None],
     ) -> None:
-        cmd = packet.cmd
+        """The less common packets of a batch (see _run_batch for the common ones)."""
         if cmd in _FINAL:
-            handle = packet.args[0].rstrip(b"\0")
+            handle = args[0].rstrip(b"\0")
             for job in bc.running.pop(handle, ()):
-                if cmd == Cmd.WORK_COMPLETE:
-                    finish(
-                        job,
-                        JobResult(
-                            job.job_name, True, decode_result(packet.args[1]), None, job.handle
-                        ),
-                    )
+                if cmd is Cmd.WORK_COMPLETE:
+                    value = decode_result(args[1])
+                    finish(job, JobResult(job.job_name, True, value, None, job.handle_text))
                 else:
-                    fail(job, _failure(job.job_name, job.handle, packet))
-        elif cmd == Cmd.JOB_CREATED:
-            if not bc.awaiting:
-                raise ProtocolError(f"{bc.server.name}: JOB_CREATED for no submitted job")
-            job = bc.awaiting.popleft()
-            handle = packet.args[0]
-            job.handle = _handle_text(handle)
-            bc.running.setdefault(handle, []).append(job)
-        elif cmd == Cmd.ERROR:
+                    fail(job, _failure(job.job_name, job.handle_text, cmd, args))
+        elif cmd is Cmd.JOB_CREATED:
+            raise ProtocolError(f"{bc.server.name}: JOB_CREATED for no submitted job")
+        elif cmd is Cmd.ERROR:
             if not bc.awaiting:
                 raise ProtocolError(
-                    f"{bc.server.name}: error {_handle_text(packet.args[1])!r} for no request"
+                    f"{bc.server.name}: error {_handle_text(args[1])!r} for no request"
                 )
             job = bc.awaiting.popleft()
             fail(
                 job,
                 ProtocolError(
                     f"{bc.server.name} refused job {job.job_name}: "
-                    f"{_handle_text(packet.args[0])}: {_handle_text(packet.args[1])}"
+                    f"{_handle_text(args[0])}: {_handle_text(args[1])}"
                 ),
             )
         elif cmd not in _IGNORED:

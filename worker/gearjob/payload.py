@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from .errors import PayloadError
 
@@ -30,13 +30,38 @@ _ENVELOPE_KEYS = frozenset(("func", "args", "site", "uid", "gearjob"))
 
 # One reusable encoder (json.dumps with options builds a new one per call).
 _ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
-_encode = _ENCODER.encode
 _decoder = json.JSONDecoder()
+
+
+def _fast_codec() -> tuple[Callable[[Any], str], Callable[[str, int], tuple[Any, int]] | None]:
+    """CPython's C encoder and scanner, built once (JSONEncoder.encode builds them per call).
+
+    The encoder skips the circular-reference check: a cycle ends in RecursionError, and the
+    error path re-encodes with the checking encoder. Falls back to the pure-Python API."""
+    try:
+        from _json import encode_basestring_ascii, make_encoder, make_scanner
+    except ImportError:  # pragma: no cover - not CPython
+        return _ENCODER.encode, None
+    make = make_encoder(
+        None, _ENCODER.default, encode_basestring_ascii, None, ":", ",", False, False, False
+    )
+
+    def encode(value: Any) -> str:
+        return "".join(make(value, 0))
+
+    sample = {"a": [1.5, "\u00e9\U0001f600", None, True, 10**20], "b": {}}
+    if encode(sample) != _ENCODER.encode(sample):  # pragma: no cover - unexpected C API
+        return _ENCODER.encode, None
+    scanner: Callable[[str, int], tuple[Any, int]] = make_scanner(cast(Any, _decoder))
+    return encode, scanner
+
+
+_encode, _scan = _fast_codec()
 
 
 def _why_not_json(value: Any) -> str:
     try:
-        _encode(value)
+        _ENCODER.encode(value)
     except (TypeError, ValueError, RecursionError) as exc:
         return str(exc) or type(exc).__name__
     return ""
@@ -209,6 +234,14 @@ def decode_result(data: bytes) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw
+    if _scan is not None:
+        try:
+            value, end = _scan(text, 0)
+        except (StopIteration, json.JSONDecodeError, RecursionError):
+            pass
+        else:
+            if end == len(text):
+                return value
     try:
         return _decoder.decode(text)
     except (json.JSONDecodeError, RecursionError):

@@ -42,6 +42,8 @@ MAGIC_RES = b"\0RES"
 HEADER_SIZE = 12
 RECV_SIZE = 65536
 BIG_RECV_SIZE = 4 * 1024 * 1024
+SMALL_LEFTOVER = 256 * 1024  # a partial packet this small is joined as bytes
+HINT_WAIT_MS = 50  # longest sleep on an expect() hint before waking for any byte
 #: admin commands whose answer is several lines ended by a line with a single "."
 MULTILINE_ADMIN = frozenset(("status", "workers", "show", "prioritystatus"))
 
@@ -138,8 +140,9 @@ ARG_COUNT: dict[Cmd, int] = {
 }
 
 # Lookup tables indexed by the command number (faster than Cmd(n) per packet).
-_CMD_BY_NUM: list[Cmd | None] = [None] * (max(Cmd) + 1)
-_NARGS_BY_NUM: list[int] = [0] * (max(Cmd) + 1)
+_NUM_CMDS = max(Cmd) + 1
+_CMD_BY_NUM: list[Cmd | None] = [None] * _NUM_CMDS
+_NARGS_BY_NUM: list[int] = [0] * _NUM_CMDS
 for _cmd, _n in ARG_COUNT.items():
     _CMD_BY_NUM[_cmd] = _cmd
     _NARGS_BY_NUM[_cmd] = _n
@@ -170,6 +173,16 @@ def pack_response(cmd: Cmd, *args: bytes) -> bytes:
     """Build a response packet (what a job server sends); used by tests and tools."""
     body = b"\0".join(args)
     return _pack_header(MAGIC_RES, cmd, len(body)) + body
+
+
+_monotonic = time.monotonic
+_ceil = math.ceil
+
+
+def _timeout_text(timeout: float | None, deadline: float) -> str:
+    if timeout is not None:
+        return f"{timeout:g} s"
+    return "the deadline"
 
 
 def _describe(exc: BaseException) -> str:
@@ -222,6 +235,8 @@ class Connection:
         self._buf: bytes | bytearray = b""
         self._pos = 0
         self._out = bytearray()  # queued output for non-blocking writes (batches)
+        self._lowat = 1  # the socket's SO_RCVLOWAT
+        self._hint = 0  # bytes the next wait may sleep for (see expect())
 
     def __repr__(self) -> str:
         state = "connected" if self._sock is not None else "closed"
@@ -281,6 +296,8 @@ class Connection:
         self._tls = isinstance(sock, ssl.SSLSocket)
         self._poller = select.poll()
         self._poller.register(sock, select.POLLIN)
+        self._lowat = 1
+        self._hint = 0
 
     def close(self) -> None:
         sock, self._sock = self._sock, None
@@ -306,11 +323,40 @@ class Connection:
         reason = what or (_describe(exc) if exc is not None else "connection lost")
         return ServerUnavailable(f"{self._name}: {reason}", self._name)
 
+    def expect(self, nbytes: int) -> None:
+        """Hint that the answer to the request just sent is at least ``nbytes`` long.
+
+        The next wait for a packet then sleeps until that much has arrived (SO_RCVLOWAT;
+        plain TCP only, at most HINT_WAIT seconds, then it wakes for any byte again). A
+        foreground submit uses it to sleep through JOB_CREATED straight to the result,
+        saving one wake-up per job.
+        """
+        if not self._tls and nbytes > 1:
+            self._hint = nbytes
+
+    def clear_hint(self) -> None:
+        """Make the socket readable at one byte again (before a selector or admin wait)."""
+        self._hint = 0
+        if self._lowat != 1:
+            self._set_lowat(1)
+
+    def _set_lowat(self, nbytes: int) -> None:
+        sock = self._sock
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, nbytes)
+            except OSError:
+                self._hint = 0
+                return
+        self._lowat = nbytes
+
     def _wait(self, events: int, deadline: float | None) -> bool:
         """Wait until the socket is ready; False when the deadline passed."""
         poller = self._poller
         if poller is None:
             raise self._lost(None, "not connected")
+        if self._lowat != 1:
+            self.clear_hint()
         if deadline is None:
             ms: int | None = None
         else:
@@ -332,7 +378,7 @@ class Connection:
         """Send one request packet completely; on error close and raise ServerUnavailable."""
         self.send_bytes(pack(cmd, *args))
 
-    def send_bytes(self, data: bytes, timeout: float | None = None) -> None:
+    def send_bytes(self, data: bytes | memoryview, timeout: float | None = None) -> None:
         """Send already packed packets completely (one system call when the socket allows).
 
         Raises ServerUnavailable on a lost connection, TimeoutError after ``timeout``.
@@ -354,6 +400,34 @@ class Connection:
             self._out += memoryview(data)[sent:]
             if not self._flush_out(None if timeout is None else time.monotonic() + timeout):
                 raise TimeoutError(f"{self._name}: could not send within {timeout:g} s")
+
+    def exchange(
+        self,
+        data: bytes,
+        deadline: float | None,
+        timeout: float | None = None,
+        expect: int = 0,
+    ) -> tuple[Cmd, tuple[bytes, ...]]:
+        """Send packed request(s), then wait for the next packet: a client's hot path.
+
+        The same as :meth:`send_bytes`, :meth:`expect` (when ``expect``) and
+        :meth:`next_packet` in one call.
+        """
+        sock = self._sock
+        if sock is None or self._out:
+            self.send_bytes(data, timeout)
+        else:
+            try:
+                sent = sock.send(data)
+            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                sent = 0
+            except OSError as exc:
+                raise self._lost(exc) from exc
+            if sent < len(data):
+                self.send_bytes(memoryview(data)[sent:], timeout)
+        if expect > 1 and not self._tls:
+            self._hint = expect
+        return self.next_packet(deadline, timeout)
 
     def enqueue(self, data: bytes) -> None:
         """Queue packed packets for :meth:`flush_nowait` (non-blocking batch writes)."""
@@ -389,12 +463,15 @@ class Connection:
 
     def _fill(self) -> bool:
         """One non-blocking read into the buffer (draining TLS); False if nothing was there."""
-        sock = self._require()
+        sock = self._sock
+        if sock is None:
+            raise self._lost(None, "not connected")
         size = RECV_SIZE
         buf = self._buf
-        if len(buf) - self._pos >= HEADER_SIZE:
+        pos = self._pos
+        if len(buf) - pos >= HEADER_SIZE:
             # a big packet is arriving: read larger chunks
-            want = HEADER_SIZE + _unpack_header(buf, self._pos)[2] - (len(buf) - self._pos)
+            want = HEADER_SIZE + _unpack_header(buf, pos)[2] - (len(buf) - pos)
             if want > RECV_SIZE:
                 size = min(want, BIG_RECV_SIZE)
         got = False
@@ -415,14 +492,19 @@ class Connection:
             if not data:
                 raise self._lost(None, "connection closed by the server")
             got = True
-            if self._pos >= len(self._buf):
+            buf = self._buf
+            pos = self._pos
+            if pos >= len(buf):
                 self._buf = data
+            elif isinstance(buf, bytes) and len(buf) - pos <= SMALL_LEFTOVER:
+                self._buf = buf[pos:] + data  # stays bytes: the fast parsing path
             else:
-                if isinstance(self._buf, bytes):
-                    self._buf = bytearray(memoryview(self._buf)[self._pos :])
-                elif self._pos:
-                    del self._buf[: self._pos]
-                self._buf += data
+                if isinstance(buf, bytes):
+                    buf = bytearray(memoryview(buf)[pos:])
+                elif pos:
+                    del buf[:pos]
+                buf += data
+                self._buf = buf
             self._pos = 0
             if not self._tls:
                 return True
@@ -430,45 +512,40 @@ class Connection:
             if not sock.pending():
                 return True
 
-    def _parse_one(self) -> Packet | None:
-        """Take one complete packet off the buffer, or None when none is complete."""
+    def _take(self) -> tuple[Cmd, tuple[bytes, ...]] | None:
+        """Take one complete packet off the buffer as (cmd, args), or None."""
         buf = self._buf
         pos = self._pos
-        avail = len(buf) - pos
-        if avail < HEADER_SIZE:
-            if avail and buf[pos] != 0:
+        have = len(buf)
+        if have - pos < HEADER_SIZE:
+            if have > pos and buf[pos] != 0:
                 raise self._garbage(buf, pos)
             return None
         magic, num, size = _unpack_header(buf, pos)
-        if magic != MAGIC_RES:
-            raise self._garbage(buf, pos)
-        if size > self.max_packet_size:
-            self.close()
-            raise ProtocolError(
-                f"{self._name}: packet of {size} bytes announced, more than max_packet_size "
-                f"{self.max_packet_size}; connection closed (raise max_packet_size if results "
-                "are really that large)"
-            )
-        cmd = _CMD_BY_NUM[num] if num < len(_CMD_BY_NUM) else None
+        if magic != MAGIC_RES or size > self.max_packet_size or num >= _NUM_CMDS:
+            raise self._bad_header(buf, pos, num, size)
+        cmd = _CMD_BY_NUM[num]
         if cmd is None:
-            self.close()
-            raise ProtocolError(f"{self._name}: unknown packet type {num}; connection closed")
-        end = pos + HEADER_SIZE + size
-        if len(buf) < end:
-            return None
-        nargs = _NARGS_BY_NUM[num]
+            raise self._bad_header(buf, pos, num, size)
         start = pos + HEADER_SIZE
+        end = start + size
+        if end > have:
+            return None
         self._pos = end
-        if nargs == 0:
-            if size:
-                self.close()
-                raise ProtocolError(
-                    f"{self._name}: {cmd.name} packet carries {size} unexpected bytes"
-                )
-            return Packet(cmd, ())
+        nargs = _NARGS_BY_NUM[num]
         if isinstance(buf, bytes):
+            if nargs == 1:
+                return cmd, (buf[start:end],)
+            if nargs == 0:
+                if size:
+                    raise self._bad_args(cmd, f"carries {size} unexpected bytes")
+                return cmd, ()
             args = tuple(buf[start:end].split(b"\0", nargs - 1))
         else:
+            if nargs == 0:
+                if size:
+                    raise self._bad_args(cmd, f"carries {size} unexpected bytes")
+                return cmd, ()
             with memoryview(buf) as view:
                 parts: list[bytes] = []
                 for _ in range(nargs - 1):
@@ -480,11 +557,78 @@ class Connection:
                 parts.append(bytes(view[start:end]))
             args = tuple(parts)
         if len(args) != nargs:
-            self.close()
-            raise ProtocolError(
-                f"{self._name}: {cmd.name} packet has {len(args)} argument(s), expected {nargs}"
+            raise self._bad_args(cmd, f"has {len(args)} argument(s), expected {nargs}")
+        return cmd, args
+
+    def _bad_header(self, buf: bytes | bytearray, pos: int, num: int, size: int) -> ProtocolError:
+        if buf[pos : pos + 4] != MAGIC_RES:
+            return self._garbage(buf, pos)
+        self.close()
+        if size > self.max_packet_size:
+            return ProtocolError(
+                f"{self._name}: packet of {size} bytes announced, more than max_packet_size "
+                f"{self.max_packet_size}; connection closed (raise max_packet_size if results "
+                "are really that large)"
             )
-        return Packet(cmd, args)
+        return ProtocolError(f"{self._name}: unknown packet type {num}; connection closed")
+
+    def _bad_args(self, cmd: Cmd, what: str) -> ProtocolError:
+        self.close()
+        return ProtocolError(f"{self._name}: {cmd.name} packet {what}; connection closed")
+
+    def _parse_one(self) -> Packet | None:
+        """Take one complete packet off the buffer, or None when none is complete."""
+        item = self._take()
+        return None if item is None else Packet(*item)
+
+    def next_packet(
+        self, deadline: float | None, timeout: float | None = None
+    ) -> tuple[Cmd, tuple[bytes, ...]]:
+        """Block for the next packet as ``(cmd, args)`` (no Packet object: for hot loops).
+
+        ``deadline`` is a :func:`time.monotonic` value (None: wait forever); TimeoutError
+        when it passes (its message names ``timeout``).
+        """
+        item = self._take()
+        if item is not None:
+            return item
+        poller = self._poller
+        if poller is None:
+            raise self._lost(None, "not connected")
+        while True:
+            if deadline is None:
+                ms = None
+            else:
+                left = deadline - _monotonic()
+                if left <= 0:
+                    raise TimeoutError(
+                        f"{self._name}: no answer within {_timeout_text(timeout, deadline)}"
+                    )
+                ms = _ceil(left * 1000)
+            sock = self._sock
+            hint = self._hint
+            if hint:
+                self._hint = 0
+                if self._pos >= len(self._buf):
+                    if self._lowat != hint:
+                        self._set_lowat(hint)
+                    if not poller.poll(HINT_WAIT_MS if ms is None else min(ms, HINT_WAIT_MS)):
+                        continue  # not that much yet: wait for any byte from now on
+                    if self._fill():
+                        item = self._take()
+                        if item is not None:
+                            return item
+                    continue
+            if self._lowat != 1:
+                self._set_lowat(1)
+            if self._tls and isinstance(sock, ssl.SSLSocket) and sock.pending():
+                pass
+            elif not poller.poll(ms):
+                continue
+            if self._fill():
+                item = self._take()
+                if item is not None:
+                    return item
 
     def _garbage(self, buf: bytes | bytearray, pos: int) -> ProtocolError:
         snippet = bytes(buf[pos : pos + 16])
@@ -515,21 +659,24 @@ class Connection:
                 return packets
             packets.append(packet)
 
+    def read_available_raw(self) -> list[tuple[Cmd, tuple[bytes, ...]]]:
+        """:meth:`read_available` as ``(cmd, args)`` tuples (no Packet objects)."""
+        self._fill()
+        packets: list[tuple[Cmd, tuple[bytes, ...]]] = []
+        take = self._take
+        while True:
+            item = take()
+            if item is None:
+                return packets
+            packets.append(item)
+
     def recv(self, timeout: float | None = None) -> Packet:
         """Block for the next packet; TimeoutError after ``timeout`` seconds."""
-        packet = self._parse_one()
-        if packet is not None:
-            return packet
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            sock = self._sock
-            pending = self._tls and isinstance(sock, ssl.SSLSocket) and sock.pending()
-            if not pending and not self._wait(select.POLLIN, deadline):
-                raise TimeoutError(f"{self._name}: no answer within {timeout:g} s")
-            if self._fill():
-                packet = self._parse_one()
-                if packet is not None:
-                    return packet
+        item = self._take()
+        if item is None:
+            deadline = None if timeout is None else _monotonic() + timeout
+            item = self.next_packet(deadline, timeout)
+        return Packet(*item)
 
     # -- admin text protocol ---------------------------------------------------------------
 

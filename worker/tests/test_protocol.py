@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import selectors
 import socket
 import struct
 import threading
@@ -316,3 +317,69 @@ def test_parse_status_rejects_junk() -> None:
     assert parse_status(["fn\t3\t1\t2"]) == [FunctionStatus("fn", 3, 1, 2)]
     with pytest.raises(ProtocolError, match="unexpected line"):
         parse_status(["fn 3 1 2"])
+
+
+@pytest.fixture
+def tcp_pair() -> Iterator[tuple[Connection, socket.socket]]:
+    """A Connection over real loopback TCP (where SO_RCVLOWAT applies) and the server end."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        conn = Connection(ServerAddress("127.0.0.1", listener.getsockname()[1]))
+        conn.connect()
+        peer, _ = listener.accept()
+    try:
+        yield conn, peer
+    finally:
+        conn.close()
+        peer.close()
+
+
+def lowat(conn: Connection) -> int:
+    with socket.socket(fileno=socket.dup(conn.fileno())) as sock:
+        return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT)
+
+
+def test_exchange_with_hint_larger_than_the_answer(
+    tcp_pair: tuple[Connection, socket.socket],
+) -> None:
+    conn, peer = tcp_pair
+    peer.sendall(pack_response(Cmd.JOB_CREATED, b"H:x:1"))  # less than the hint, nothing more
+    cmd, args = conn.exchange(pack(Cmd.SUBMIT_JOB, b"f", b"", b"{}"), None, None, expect=1000)
+    assert (cmd, args) == (Cmd.JOB_CREATED, (b"H:x:1",))
+    assert peer.recv(100).startswith(MAGIC_REQ)
+    # later waits (no hint) wake for any byte again
+    peer.sendall(pack_response(Cmd.WORK_FAIL, b"H:x:1"))
+    assert conn.recv(5) == Packet(Cmd.WORK_FAIL, (b"H:x:1",))
+    assert lowat(conn) == 1
+
+
+def test_exchange_with_hint_gets_both_packets(tcp_pair: tuple[Connection, socket.socket]) -> None:
+    conn, peer = tcp_pair
+    created = pack_response(Cmd.JOB_CREATED, b"H:x:2")
+    peer.sendall(created + pack_response(Cmd.WORK_COMPLETE, b"H:x:2", b'"ok"'))
+    first = conn.exchange(pack(Cmd.SUBMIT_JOB, b"f", b"", b"{}"), None, None, len(created) + 12)
+    assert first == (Cmd.JOB_CREATED, (b"H:x:2",))
+    assert conn.has_buffered()
+    assert conn.next_packet(None) == (Cmd.WORK_COMPLETE, (b"H:x:2", b'"ok"'))
+    assert lowat(conn) == len(created) + 12  # kept for the next job of the same kind
+
+
+def test_hint_is_cleared_for_admin_and_selectors(
+    tcp_pair: tuple[Connection, socket.socket],
+) -> None:
+    conn, peer = tcp_pair
+    created = pack_response(Cmd.JOB_CREATED, b"H:x:3")
+    peer.sendall(created + pack_response(Cmd.NOOP))
+    hint = len(created) + 12
+    conn.exchange(pack(Cmd.SUBMIT_JOB, b"f", b"", b"{}"), None, None, expect=hint)
+    assert conn.next_packet(None) == (Cmd.NOOP, ())
+    assert lowat(conn) == hint
+    peer.sendall(b"OK\n")  # 3 bytes: an admin wait must see them
+    assert conn.admin("maxqueue f 1", timeout=5) == ["OK"]
+    assert lowat(conn) == 1
+    conn.expect(500)
+    conn.clear_hint()
+    peer.sendall(pack_response(Cmd.NOOP))
+    with selectors.DefaultSelector() as sel:
+        sel.register(conn.fileno(), selectors.EVENT_READ)
+        assert sel.select(5)
+    assert conn.read_available() == [Packet(Cmd.NOOP, ())]
