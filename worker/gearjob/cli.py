@@ -12,7 +12,7 @@ import logging.config
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
 
 if TYPE_CHECKING:
     from gearjob.client import Client, JobResult
@@ -75,6 +75,7 @@ def _add_common(parser: argparse.ArgumentParser, *, top: bool) -> None:
         "--server",
         metavar="HOST:PORT",
         action="append",
+        type=_server,
         default=default(None),
         help="job server; repeat for several (replaces the configured servers)",
     )
@@ -98,6 +99,17 @@ def _command(
     )
     _add_common(parser, top=False)
     return parser
+
+
+def _server(text: str) -> str:
+    from gearjob.config import ServerAddress
+    from gearjob.errors import ConfigError
+
+    try:
+        ServerAddress.parse(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _positive_int(text: str) -> int:
@@ -340,10 +352,10 @@ def _fail(code: int, message: str) -> NoReturn:
     raise _Exit(code, message)
 
 
-def _settings(args: argparse.Namespace, kind: str) -> Settings:
+def _settings(args: argparse.Namespace, kind: Literal["client", "worker"]) -> Settings:
     from gearjob.config import ServerAddress, load_settings
 
-    settings = load_settings(args.config, kind="worker" if kind == "worker" else "client")
+    settings = load_settings(args.config, kind=kind)
     if args.server:
         settings.servers = [ServerAddress.parse(text, settings.tls) for text in args.server]
     return settings

@@ -55,7 +55,15 @@ def test_every_command_has_help_with_an_example(command, capsys):
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["nope"], ["submit"], ["worker", "--max-jobs", "-1"], ["worker", "--job-timeout", "x"]],
+    [
+        [],
+        ["nope"],
+        ["submit"],
+        ["worker", "--max-jobs", "-1"],
+        ["worker", "--job-timeout", "x"],
+        ["check", "--server", "host:99999"],
+        ["--server", "[::1", "check"],
+    ],
 )
 def test_usage_errors_exit_2(argv, capsys):
     assert cli.main(argv) == 2
