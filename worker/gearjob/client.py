@@ -417,30 +417,33 @@ class Client:
         errors: list[str] = []
         for server in self._order():
             conn = server.conn
-            reused = conn._sock is not None
+            reused = conn.connected
             while True:
+                if not conn.connected:
+                    try:
+                        self._connect(server, deadline)  # records a failure itself
+                    except ServerUnavailable as exc:
+                        errors.append(str(exc))
+                        break
+                # a foreground job: sleep through JOB_CREATED until the next packet starts
+                hint = 2 * HEADER_SIZE + server.handle_size if expect_result else 0
                 try:
-                    if conn._sock is None:
-                        self._connect(server, deadline)
-                    # a foreground job: sleep through JOB_CREATED until the next packet starts
-                    hint = 2 * HEADER_SIZE + server.handle_size if expect_result else 0
                     try:
                         first = conn.exchange(packet, deadline, limit, hint)
                     except TimeoutError:
                         first = None
                     handle = self._await_created(server, job_name, deadline, limit, first)
-                    server.handle_size = len(handle)
-                    return server, handle
                 except ServerUnavailable as exc:
                     if reused:
                         # an idle connection went stale (server restarted): reconnect once
                         reused = False
                         conn.close()
                         continue
-                    if conn._sock is not None:
-                        server.failed(exc)
+                    server.failed(exc)
                     errors.append(str(exc))
                     break
+                server.handle_size = len(handle)
+                return server, handle
         raise self._unavailable(errors)
 
     def _await_created(

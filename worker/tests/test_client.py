@@ -14,10 +14,24 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import gearjob
-from gearjob import Client, JobFailed, JobTimeout, PayloadError, ServerUnavailable
+from gearjob import (
+    Client,
+    JobFailed,
+    JobTimeout,
+    PayloadError,
+    ServerAddress,
+    ServerUnavailable,
+)
 from gearjob.client import JobResult
 from gearjob.errors import ProtocolError
-from gearjob.protocol import Cmd, Connection, FunctionStatus, admin_command, server_status
+from gearjob.protocol import (
+    Cmd,
+    Connection,
+    FunctionStatus,
+    admin_command,
+    pack_response,
+    server_status,
+)
 
 if TYPE_CHECKING:
     from conftest import GearmanServer, RawWorker
@@ -491,6 +505,78 @@ def test_failover_to_second_server(
             assert c.submit("echo", i)["args"] == [i]
             assert c.submit_background("echo", i, unique=False).startswith("H:")
         assert all(r.ok for r in c.run_batch([{"job_name": "echo", "args": [1]}] * 5))
+
+
+class DroppingServer:
+    """Greets like gearmand (answers OPTION_REQ), then drops the connection at the first job:
+    a job server that goes away between connect and submit."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = ServerAddress("127.0.0.1", self.listener.getsockname()[1])
+        self.submits = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while chunk := conn.recv(65536):
+                data += chunk
+                while len(data) >= 12 and len(data) >= 12 + int.from_bytes(data[8:12], "big"):
+                    cmd = Cmd(int.from_bytes(data[4:8], "big"))
+                    data = data[12 + int.from_bytes(data[8:12], "big") :]
+                    if cmd == Cmd.OPTION_REQ:
+                        conn.sendall(pack_response(Cmd.OPTION_RES, b"exceptions"))
+                    elif cmd.name.startswith("SUBMIT_JOB"):
+                        self.submits += 1
+                        return
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def dropping() -> Iterator[DroppingServer]:
+    server = DroppingServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def test_dropped_submit_goes_to_the_next_server(
+    gearmand: GearmanServer,
+    raw_worker: WorkerFactory,
+    dropping: DroppingServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(gearjob.client, "BACKOFF_FIRST", 60.0)
+    raw_worker(gearmand, {"echo": echo})
+    with Client([dropping.address, gearmand.address], timeout=10) as c:
+        assert c.submit("echo", 1)["args"] == [1]  # tried the dropping server first
+        assert dropping.submits == 1
+        for i in range(4):  # backed off: it is tried last, so not at all
+            assert c.submit("echo", i)["args"] == [i]
+            assert c.submit_background("echo", i, unique=False).startswith("H:")
+        assert dropping.submits == 1
+
+
+def test_batch_resubmits_dropped_jobs(
+    gearmand: GearmanServer, raw_worker: WorkerFactory, dropping: DroppingServer
+) -> None:
+    raw_worker(gearmand, {"echo": echo})
+    with Client([dropping.address, gearmand.address], timeout=10) as c:
+        results = c.run_batch([{"job_name": "echo", "args": [i]} for i in range(20)])
+    assert dropping.submits == 1
+    assert [r.value["args"] for r in results] == [[i] for i in range(20)]
 
 
 def test_reconnect_after_restart(
