@@ -517,7 +517,8 @@ class Worker:
         limit = self._timeout_for(name)
         started = time.monotonic()
         self._current = _Current(name, handle, started, started + limit if limit else None)
-        self._status(f"running {name} {handle}")
+        if self.notifier.enabled:
+            self.notifier.status(f"running {name} {handle}")
         log.debug("job %s %s started (%d bytes)", name, handle, len(workload))
         request: payload.JobRequest | None = None
         try:
@@ -556,7 +557,8 @@ class Worker:
             self._want_grab(link)
         else:
             self._lost_result(name, handle, link)
-        self._status()
+        if self.notifier.enabled:
+            self._status()
 
     def _max_reached(self) -> bool:
         max_jobs = self.settings.max_jobs
