@@ -331,10 +331,18 @@ class Client:
             )
         return data
 
-    def _packet(self, job_name: str, args: Sequence[Any], unique: bytes, cmd: Cmd) -> bytes:
+    def _packet(
+        self,
+        job_name: str,
+        args: Sequence[Any],
+        unique: bytes,
+        cmd: Cmd,
+        workload: bytes | None = None,
+    ) -> bytes:
         """The submit packet for a job; PayloadError before anything is sent."""
         function = self._names.get(job_name) or self._function(job_name)
-        workload = encode_request(job_name, args)
+        if workload is None:
+            workload = encode_request(job_name, args)
         if len(workload) + len(function) + len(unique) + 2 > self.max_packet_size:
             raise PayloadError(
                 f"arguments of job {job_name} are {len(workload)} bytes as JSON, more than "
@@ -392,18 +400,23 @@ class Client:
             )
             server.failed(error)
             raise error from exc
-        except (ServerUnavailable, ProtocolError) as exc:
+        except ServerUnavailable as exc:
             server.failed(exc)
             raise
+        except ProtocolError as exc:  # not a job server at that address, it seems
+            error = ServerUnavailable(str(exc), server.name)
+            server.failed(error)
+            raise error from exc
         finally:
             conn.connect_timeout = self.connect_timeout
         server.ok()
         return conn
 
-    def _unavailable(self, errors: list[str]) -> ServerUnavailable:
+    @staticmethod
+    def _unavailable(errors: list[ServerUnavailable]) -> ServerUnavailable:
         if len(errors) == 1:
-            return ServerUnavailable(errors[0], self._servers[0].name)
-        return ServerUnavailable("no job server available: " + "; ".join(errors))
+            return errors[0]
+        return ServerUnavailable("no job server available: " + "; ".join(map(str, errors)))
 
     def _create(
         self,
@@ -414,7 +427,7 @@ class Client:
         expect_result: bool = False,
     ) -> tuple[_Server, bytes]:
         """Send a submit packet to the first server that takes it; (server, handle)."""
-        errors: list[str] = []
+        errors: list[ServerUnavailable] = []
         for server in self._order():
             conn = server.conn
             reused = conn.connected
@@ -423,7 +436,7 @@ class Client:
                     try:
                         self._connect(server, deadline)  # records a failure itself
                     except ServerUnavailable as exc:
-                        errors.append(str(exc))
+                        errors.append(exc)
                         break
                 # a foreground job: sleep through JOB_CREATED until the next packet starts
                 hint = 2 * HEADER_SIZE + server.handle_size if expect_result else 0
@@ -440,7 +453,7 @@ class Client:
                         conn.close()
                         continue
                     server.failed(exc)
-                    errors.append(str(exc))
+                    errors.append(exc)
                     break
                 server.handle_size = len(handle)
                 return server, handle
@@ -588,7 +601,7 @@ class Client:
             workload = encode_request(job_name, args)
             digest = hashlib.sha256(function + b"\0" + workload).hexdigest()
             key = digest[:UNIQUE_HASH_CHARS].encode()
-            packet = self._packet(job_name, args, key, cmd)
+            packet = self._packet(job_name, args, key, cmd, workload)
         else:
             packet = self._packet(job_name, args, self._unique(unique or None), cmd)
         limit, deadline = self._deadline(...)
@@ -649,13 +662,13 @@ class Client:
             order = self._order()
             if first is not None:
                 order = [first] + [s for s in order if s is not first]
-            errors: list[str] = []
+            errors: list[ServerUnavailable] = []
             asked = False
             for server in order:
                 try:
                     status = self._ask_status(server, raw, deadline, limit)
                 except ServerUnavailable as exc:
-                    errors.append(str(exc))
+                    errors.append(exc)
                     continue
                 asked = True
                 if status.known:
@@ -749,13 +762,13 @@ class Client:
         limit: float | None,
         on_result: Callable[[int, JobResult], None] | None,
     ) -> None:
-        errors: list[str] = []
+        errors: list[ServerUnavailable] = []
         live: list[_BatchConn] = []
         for server in self._order():
             try:
                 self._connect(server, deadline)
             except ServerUnavailable as exc:
-                errors.append(str(exc))
+                errors.append(exc)
                 continue
             server.conn.clear_hint()  # selectors must see every byte
             live.append(_BatchConn(server))

@@ -579,6 +579,31 @@ def test_batch_resubmits_dropped_jobs(
     assert [r.value["args"] for r in results] == [[i] for i in range(20)]
 
 
+def test_a_port_that_is_not_a_job_server(
+    gearmand: GearmanServer, raw_worker: WorkerFactory
+) -> None:
+    raw_worker(gearmand, {"echo": echo})
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def answer_like_http() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(1024)
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+                conn.recv(1024)
+
+        threading.Thread(target=answer_like_http, daemon=True).start()
+        with Client([f"127.0.0.1:{port}", gearmand.address], timeout=10) as c:
+            assert c.submit("echo", 1)["args"] == [1]  # after trying the HTTP port first
+        threading.Thread(target=answer_like_http, daemon=True).start()
+        with (
+            Client([f"127.0.0.1:{port}"], timeout=10) as c,
+            pytest.raises(ServerUnavailable, match=r"not a Gearman response.*HTTP/1\.1 400"),
+        ):
+            c.submit("echo", 1)
+
+
 def test_reconnect_after_restart(
     gearmand: GearmanServer, raw_worker: WorkerFactory, client: Client
 ) -> None:

@@ -211,3 +211,15 @@ def test_decode_exception_plain_text() -> None:
     assert decode_exception(b'["not", "an", "object"]') == (None, '["not", "an", "object"]')
     assert decode_exception(b'{"type": 3, "message": "m"}') == (None, "m")
     assert decode_exception(b"\xff") == (None, "\ufffd")
+
+
+def test_encode_request_rejects_circular_and_too_deep() -> None:
+    loop: list[Any] = []
+    loop.append(loop)
+    with pytest.raises(PayloadError, match=r"argument 1 of job j \(list\): Circular reference"):
+        encode_request("j", [loop])
+    deep: list[Any] = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(PayloadError, match=r"argument 1 of job j \(list\)"):
+        encode_request("j", [deep])
