@@ -17,7 +17,7 @@ import os
 import selectors
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -242,7 +242,7 @@ class Client:
         self._lock = threading.Lock()
         self._generation = _fork_generation
         self._names: dict[str, bytes] = {}
-        self._handles: OrderedDict[str, _Server] = OrderedDict()
+        self._handles: dict[str, _Server] = {}  # handle -> server, oldest first
 
     @staticmethod
     def _parse(
@@ -499,12 +499,6 @@ class Client:
                 )
             # final packets here belong to jobs abandoned earlier: ignore them
 
-    def _remember(self, handle: str, server: _Server) -> None:
-        handles = self._handles
-        handles[handle] = server
-        if len(handles) > REMEMBERED_HANDLES:
-            handles.popitem(last=False)
-
     # -- public API -------------------------------------------------------------------------
 
     def submit(
@@ -605,11 +599,20 @@ class Client:
         else:
             packet = self._packet(job_name, args, self._unique(unique or None), cmd)
         limit, deadline = self._deadline(...)
-        with self._exclusive():
+        if not self._lock.acquire(False):
+            raise self._busy()
+        try:
+            if self._generation != _fork_generation:
+                self._forked()
             server, handle = self._create(job_name, packet, deadline, limit)
-            text = _handle_text(handle)
-            self._remember(text, server)
-            return text
+        finally:
+            self._lock.release()
+        text = handle.decode("utf-8", "replace")
+        handles = self._handles
+        handles[text] = server
+        if len(handles) > REMEMBERED_HANDLES:
+            del handles[next(iter(handles))]
+        return text
 
     def run_batch(
         self,
