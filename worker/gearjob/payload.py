@@ -23,10 +23,13 @@ __all__ = [
     "encode_exception",
     "encode_request",
     "encode_result",
+    "sniff_json_results",
 ]
 
 _JSON_TYPES_HINT = "pass JSON types: dict, list, str, int, float, bool, None"
 _ENVELOPE_KEYS = frozenset(("func", "args", "site", "uid", "gearjob"))
+#: how every workload of a gearjob client starts (see encode_request)
+_GEARJOB_START = b'{"gearjob":1,'
 
 # One reusable encoder (json.dumps with options builds a new one per call).
 _ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
@@ -78,8 +81,13 @@ def encode_request(
     site: str | None = None,
     uid: int | None = None,
 ) -> bytes:
-    """Encode a workload; PayloadError names the argument JSON cannot carry."""
-    envelope = {"func": job_name, "args": list(args), "site": site, "uid": uid, "gearjob": 1}
+    """Encode a workload; PayloadError names the argument JSON cannot carry.
+
+    The ``"gearjob": 1`` marker comes first, so that a worker can tell a gearjob client's
+    workload from its first bytes even when it cannot read the rest (see
+    :func:`sniff_json_results`).
+    """
+    envelope = {"gearjob": 1, "func": job_name, "args": list(args), "site": site, "uid": uid}
     try:
         return _encode(envelope).encode("ascii")
     except (TypeError, ValueError, RecursionError) as exc:
@@ -180,6 +188,13 @@ def decode_request(function: str, workload: bytes, *, max_depth: int = 100) -> J
         json_results=marker is not None and marker is not False and marker != 0,
         extra={k: v for k, v in data.items() if k not in _ENVELOPE_KEYS},
     )
+
+
+def sniff_json_results(head: bytes) -> bool:
+    """Whether a workload that cannot be decoded (too large, malformed) comes from a
+    gearjob client, judged by its first bytes: such a client wants WORK_EXCEPTION details,
+    which other clients (PHP, the C ``gearman`` tool) must not get."""
+    return bytes(head[: len(_GEARJOB_START)]) == _GEARJOB_START
 
 
 def _json_kind(value: Any) -> str:

@@ -14,14 +14,19 @@ import errno
 import math
 import select
 import socket
-import ssl
 import struct
+import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TYPE_CHECKING, Any, cast
 
 from .config import DEFAULT_MAX_PACKET, ServerAddress
 from .errors import ProtocolError, ServerUnavailable
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = [
     "ARG_COUNT",
@@ -31,6 +36,7 @@ __all__ = [
     "Cmd",
     "Connection",
     "FunctionStatus",
+    "OversizePacket",
     "Packet",
     "admin_command",
     "pack",
@@ -43,6 +49,11 @@ HEADER_SIZE = 12
 RECV_SIZE = 65536
 BIG_RECV_SIZE = 4 * 1024 * 1024
 SMALL_LEFTOVER = 256 * 1024  # a partial packet this small is joined as bytes
+#: an oversize packet that is skipped: how much of its body is looked at (leading arguments
+#: such as a job handle, and the start of the last argument)
+PEEK_SIZE = 4096
+SINK_SIZE = 256 * 1024  # discard buffer while skipping an oversize packet's body
+SKIP_READS = 64  # at most this many discarding reads per call (the caller's loop goes on)
 HINT_WAIT_MS = 50  # longest sleep on an expect() hint before waking for any byte
 #: admin commands whose answer is several lines ended by a line with a single "."
 MULTILINE_ADMIN = frozenset(("status", "workers", "show", "prioritystatus"))
@@ -185,22 +196,51 @@ def _timeout_text(timeout: float | None, deadline: float) -> str:
     return "the deadline"
 
 
+class OversizePacket(ProtocolError):
+    """A packet larger than ``max_packet_size`` that the connection skips instead of closing.
+
+    Raised (once) for a command the connection was told to skip (``skip_oversize``): the
+    packet's body is then discarded as it arrives, without being buffered, and the
+    connection stays usable. ``args`` are the packet's leading arguments (a job handle,
+    function name, unique key); ``head`` is the start of its last argument (at most
+    PEEK_SIZE bytes, never the whole); ``size`` is the body length the header announced.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        cmd: Cmd,
+        size: int,
+        limit: int,
+        args: tuple[bytes, ...],
+        head: bytes,
+    ) -> None:
+        super().__init__(message)
+        self.cmd = cmd
+        self.size = size
+        self.limit = limit
+        self.args_ = args
+        self.head = head
+
+    def __reduce__(self) -> tuple[object, ...]:
+        fields = {"cmd": self.cmd, "size": self.size, "limit": self.limit}
+        return (_rebuild_oversize, (str(self), fields, self.args_, self.head))
+
+
+def _rebuild_oversize(
+    message: str, fields: dict[str, Any], args: tuple[bytes, ...], head: bytes
+) -> OversizePacket:
+    return OversizePacket(message, args=args, head=head, **fields)
+
+
 def _describe(exc: BaseException) -> str:
     """A short lower-case reason for a socket error: "connection refused"."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return (
-            f"the server's certificate is not accepted "
-            f"({getattr(exc, 'verify_message', None) or exc.reason}); "
-            "check the TLS ca_file and server_hostname"
-        )
-    if isinstance(exc, ssl.SSLError):
-        reason = str(exc.reason or exc)
-        hint = ""
-        if "CERTIFICATE_REQUIRED" in reason:
-            hint = "; the server wants a client certificate: set the TLS cert_file and key_file"
-        elif "UNKNOWN_CA" in reason or "BAD_CERTIFICATE" in reason:
-            hint = "; the server does not accept the client certificate"
-        return f"TLS error: {reason}{hint}"
+    if "ssl" in sys.modules:  # only TLS connections load it (it costs ~5 MB of memory)
+        import ssl
+
+        if isinstance(exc, ssl.SSLError):
+            return _describe_tls(exc)
     if isinstance(exc, socket.gaierror):
         return f"cannot resolve host name: {exc.strerror or exc}"
     if isinstance(exc, OSError) and exc.errno is not None:
@@ -209,8 +249,34 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _describe_tls(exc: ssl.SSLError) -> str:
+    import ssl
+
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"the server's certificate is not accepted "
+            f"({getattr(exc, 'verify_message', None) or exc.reason}); "
+            "check the TLS ca_file and server_hostname"
+        )
+    reason = str(exc.reason or exc)
+    hint = ""
+    if "CERTIFICATE_REQUIRED" in reason:
+        hint = "; the server wants a client certificate: set the TLS cert_file and key_file"
+    elif "UNKNOWN_CA" in reason or "BAD_CERTIFICATE" in reason:
+        hint = "; the server does not accept the client certificate"
+    return f"TLS error: {reason}{hint}"
+
+
+_NO_ERRORS: tuple[type[BaseException], ...] = ()
+
+
 class Connection:
     """One connection to a job server (binary and admin protocol).
+
+    A packet larger than ``max_packet_size`` closes the connection with a ProtocolError,
+    except for the commands in ``skip_oversize``: such a packet raises
+    :class:`OversizePacket` once and its body is discarded as it arrives (memory stays
+    bounded), so that a worker can fail one oversize job and keep its connection.
 
     Not thread-safe: use one connection from one thread at a time.
     """
@@ -221,10 +287,21 @@ class Connection:
         *,
         connect_timeout: float = 5.0,
         max_packet_size: int = DEFAULT_MAX_PACKET,
+        skip_oversize: Iterable[Cmd] = (),
     ) -> None:
         self.address = address
         self.connect_timeout = connect_timeout
         self.max_packet_size = max_packet_size
+        self.skip_oversize = frozenset(skip_oversize)
+        for cmd in self.skip_oversize:
+            if ARG_COUNT[cmd] < 2:
+                raise ValueError(f"{cmd.name} packets cannot be skipped: they have no body to skip")
+        self._skip = 0  # bytes of an oversize packet's body still to discard
+        self._deferred: OversizePacket | None = None  # raised by the next read
+        # exceptions meaning "try again later" (TLS adds its want-read/want-write errors)
+        self._would_block: tuple[type[BaseException], ...] = (BlockingIOError,)
+        self._want_read: tuple[type[BaseException], ...] = (BlockingIOError,)
+        self._want_write: tuple[type[BaseException], ...] = _NO_ERRORS
         self._name = str(address)
         self._sock: socket.socket | None = None
         self._tls = False
@@ -293,7 +370,17 @@ class Connection:
         self.close()
         sock.setblocking(False)
         self._sock = sock
-        self._tls = isinstance(sock, ssl.SSLSocket)
+        self._tls = False
+        self._would_block = self._want_read = (BlockingIOError,)
+        self._want_write = _NO_ERRORS
+        if "ssl" in sys.modules:  # a TLS socket means ssl is loaded
+            import ssl
+
+            if isinstance(sock, ssl.SSLSocket):
+                self._tls = True
+                self._want_read = (BlockingIOError, ssl.SSLWantReadError)
+                self._want_write = (ssl.SSLWantWriteError,)
+                self._would_block = (*self._want_read, *self._want_write)
         self._poller = select.poll()
         self._poller.register(sock, select.POLLIN)
         self._lowat = 1
@@ -304,6 +391,8 @@ class Connection:
         self._poller = None
         self._buf = b""
         self._pos = 0
+        self._skip = 0
+        self._deferred = None
         self._out.clear()
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -392,7 +481,7 @@ class Connection:
             return
         try:
             sent = sock.send(data)
-        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+        except self._would_block:
             sent = 0
         except OSError as exc:
             raise self._lost(exc) from exc
@@ -419,7 +508,7 @@ class Connection:
         else:
             try:
                 sent = sock.send(data)
-            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            except self._would_block:
                 sent = 0
             except OSError as exc:
                 raise self._lost(exc) from exc
@@ -446,7 +535,7 @@ class Connection:
         while out:
             try:
                 sent = sock.send(out)
-            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            except self._would_block:
                 return False
             except OSError as exc:
                 raise self._lost(exc) from exc
@@ -462,7 +551,10 @@ class Connection:
     # -- reading ---------------------------------------------------------------------------
 
     def _fill(self) -> bool:
-        """One non-blocking read into the buffer (draining TLS); False if nothing was there."""
+        """One non-blocking read into the buffer (draining TLS); False if nothing was there.
+
+        While an oversize packet is being skipped, its body is read into a scratch buffer
+        and dropped (at most SKIP_READS reads per call)."""
         sock = self._sock
         if sock is None:
             raise self._lost(None, "not connected")
@@ -471,27 +563,42 @@ class Connection:
         pos = self._pos
         if len(buf) - pos >= HEADER_SIZE:
             # a big packet is arriving: read larger chunks
-            want = HEADER_SIZE + _unpack_header(buf, pos)[2] - (len(buf) - pos)
-            if want > RECV_SIZE:
+            announced = _unpack_header(buf, pos)[2]
+            want = HEADER_SIZE + announced - (len(buf) - pos)
+            if want > RECV_SIZE and announced <= self.max_packet_size:
                 size = min(want, BIG_RECV_SIZE)
         got = False
+        sink: memoryview | None = None
+        skipped_reads = 0
         while True:
+            skip = self._skip
             try:
-                data = sock.recv(size)
-            except (BlockingIOError, ssl.SSLWantReadError):
+                if skip:
+                    if sink is None:
+                        sink = memoryview(bytearray(min(skip, SINK_SIZE)))
+                    count = sock.recv_into(sink, min(skip, len(sink)))
+                    data = b""
+                else:
+                    data = sock.recv(size)
+                    count = len(data)
+            except self._want_read:
                 return got
-            except ssl.SSLWantWriteError:
+            except self._want_write:
                 self._wait(select.POLLOUT, time.monotonic() + self.connect_timeout)
                 continue
-            except ssl.SSLError as exc:
-                raise self._lost(exc) from exc
             except OSError as exc:
                 if exc.errno == errno.ECONNRESET:
                     raise self._lost(exc, "connection reset by the server") from exc
                 raise self._lost(exc) from exc
-            if not data:
+            if not count:
                 raise self._lost(None, "connection closed by the server")
             got = True
+            if skip:  # the body of an oversize packet: dropped
+                self._skip -= count
+                skipped_reads += 1
+                if self._skip and skipped_reads >= SKIP_READS:
+                    return True  # more to skip: the caller's loop calls again
+                continue
             buf = self._buf
             pos = self._pos
             if pos >= len(buf):
@@ -506,14 +613,14 @@ class Connection:
                 buf += data
                 self._buf = buf
             self._pos = 0
-            if not self._tls:
-                return True
-            assert isinstance(sock, ssl.SSLSocket)
-            if not sock.pending():
+            if not self._tls or not cast("ssl.SSLSocket", sock).pending():
                 return True
 
     def _take(self) -> tuple[Cmd, tuple[bytes, ...]] | None:
         """Take one complete packet off the buffer as (cmd, args), or None."""
+        if self._deferred is not None:
+            deferred, self._deferred = self._deferred, None
+            raise deferred
         buf = self._buf
         pos = self._pos
         have = len(buf)
@@ -523,6 +630,9 @@ class Connection:
             return None
         magic, num, size = _unpack_header(buf, pos)
         if magic != MAGIC_RES or size > self.max_packet_size or num >= _NUM_CMDS:
+            if magic == MAGIC_RES and num < _NUM_CMDS and _CMD_BY_NUM[num] in self.skip_oversize:
+                self._skip_packet(buf, pos, num, size)  # raises once the head is here
+                return None
             raise self._bad_header(buf, pos, num, size)
         cmd = _CMD_BY_NUM[num]
         if cmd is None:
@@ -560,6 +670,43 @@ class Connection:
             raise self._bad_args(cmd, f"has {len(args)} argument(s), expected {nargs}")
         return cmd, args
 
+    def _skip_packet(self, buf: bytes | bytearray, pos: int, num: int, size: int) -> None:
+        """An oversize packet of a command in ``skip_oversize``: once the first PEEK_SIZE
+        bytes of its body are here, raise OversizePacket and skip the rest of the body.
+        None: those bytes are not all here yet."""
+        cmd = Cmd(num)
+        start = pos + HEADER_SIZE
+        peek_end = start + min(size, PEEK_SIZE)
+        if len(buf) < peek_end:
+            return None
+        args: list[bytes] = []
+        at = start
+        for _ in range(_NARGS_BY_NUM[num] - 1):
+            nul = buf.find(b"\0", at, peek_end)
+            if nul < 0:
+                self.close()
+                raise ProtocolError(
+                    f"{self._name}: {cmd.name} packet of {size} bytes announced, more than "
+                    f"max_packet_size {self.max_packet_size}, and its first "
+                    f"{peek_end - start} bytes do not hold its leading arguments; "
+                    "connection closed"
+                )
+            args.append(bytes(buf[at:nul]))
+            at = nul + 1
+        head = bytes(buf[at:peek_end])
+        taken = min(len(buf) - start, size)
+        self._pos = start + taken
+        self._skip = size - taken
+        raise OversizePacket(
+            f"{self._name}: {cmd.name} packet of {size} bytes, more than max_packet_size "
+            f"{self.max_packet_size}; its body is skipped and the connection kept",
+            cmd=cmd,
+            size=size,
+            limit=self.max_packet_size,
+            args=tuple(args),
+            head=head,
+        )
+
     def _bad_header(self, buf: bytes | bytearray, pos: int, num: int, size: int) -> ProtocolError:
         if buf[pos : pos + 4] != MAGIC_RES:
             return self._garbage(buf, pos)
@@ -575,11 +722,6 @@ class Connection:
     def _bad_args(self, cmd: Cmd, what: str) -> ProtocolError:
         self.close()
         return ProtocolError(f"{self._name}: {cmd.name} packet {what}; connection closed")
-
-    def _parse_one(self) -> Packet | None:
-        """Take one complete packet off the buffer, or None when none is complete."""
-        item = self._take()
-        return None if item is None else Packet(*item)
 
     def next_packet(
         self, deadline: float | None, timeout: float | None = None
@@ -621,7 +763,7 @@ class Connection:
                     continue
             if self._lowat != 1:
                 self._set_lowat(1)
-            if self._tls and isinstance(sock, ssl.SSLSocket) and sock.pending():
+            if self._tls and cast("ssl.SSLSocket", sock).pending():
                 pass
             elif not poller.poll(ms):
                 continue
@@ -639,25 +781,33 @@ class Connection:
         )
 
     def has_buffered(self) -> bool:
-        """True when a complete packet is already buffered (check it before select)."""
+        """True when reading needs no more data from the socket: a complete packet (or
+        bytes that are not a packet, or an oversize packet to report) is buffered. Check
+        it before select."""
+        if self._deferred is not None:
+            return True
         buf = self._buf
         pos = self._pos
-        if len(buf) - pos < HEADER_SIZE:
-            return False
-        size: int = _unpack_header(buf, pos)[2]
-        return len(buf) >= pos + HEADER_SIZE + size
+        have = len(buf) - pos
+        if have < HEADER_SIZE:
+            return have > 0 and buf[pos] != 0
+        magic: bytes
+        num: int
+        size: int
+        magic, num, size = _unpack_header(buf, pos)
+        if size > self.max_packet_size and magic == MAGIC_RES and num < _NUM_CMDS:
+            if _CMD_BY_NUM[num] in self.skip_oversize:
+                return have >= HEADER_SIZE + min(size, PEEK_SIZE)
+            return True  # reading it raises ProtocolError
+        return magic != MAGIC_RES or have >= HEADER_SIZE + size
 
     def read_available(self) -> list[Packet]:
         """Read what the socket has (call when a selector says readable) and return the
         complete packets (maybe none). EOF/reset: close + ServerUnavailable; garbage, bad
-        magic, oversize packet: close + ProtocolError."""
-        self._fill()
-        packets: list[Packet] = []
-        while True:
-            packet = self._parse_one()
-            if packet is None:
-                return packets
-            packets.append(packet)
+        magic, oversize packet: close + ProtocolError, except that an oversize packet of a
+        ``skip_oversize`` command raises OversizePacket (after the packets before it were
+        returned) and leaves the connection open."""
+        return [Packet(cmd, args) for cmd, args in self.read_available_raw()]
 
     def read_available_raw(self) -> list[tuple[Cmd, tuple[bytes, ...]]]:
         """:meth:`read_available` as ``(cmd, args)`` tuples (no Packet objects)."""
@@ -665,7 +815,13 @@ class Connection:
         packets: list[tuple[Cmd, tuple[bytes, ...]]] = []
         take = self._take
         while True:
-            item = take()
+            try:
+                item = take()
+            except OversizePacket as exc:
+                if not packets:
+                    raise
+                self._deferred = exc  # report the packets before it first
+                return packets
             if item is None:
                 return packets
             packets.append(item)

@@ -48,7 +48,7 @@ from typing import Any
 from gearjob import payload
 from gearjob.config import ServerAddress, Settings
 from gearjob.errors import GearjobError, JobTimeout, PayloadError, ProtocolError, ServerUnavailable
-from gearjob.protocol import Cmd, Connection, Packet, pack
+from gearjob.protocol import Cmd, Connection, OversizePacket, Packet, pack
 from gearjob.registry import Registry
 from gearjob.sdnotify import Notifier
 
@@ -374,6 +374,7 @@ class Worker:
             link.address,
             connect_timeout=self.settings.connect_timeout,
             max_packet_size=self.settings.max_packet_size,
+            skip_oversize=(Cmd.JOB_ASSIGN_UNIQ,),  # fail that job, keep the connection
         )
         try:
             conn.connect()
@@ -467,6 +468,9 @@ class Worker:
             return
         try:
             packets = conn.read_available()
+        except OversizePacket as exc:
+            self._oversize_job(link, exc)
+            return
         except (ServerUnavailable, ProtocolError, OSError) as exc:
             self._drop(link, f"connection lost: {exc}")
             return
@@ -505,13 +509,43 @@ class Worker:
         else:
             log.warning("%s sent an unexpected %s packet; ignored", link.address, cmd.name)
 
+    def _oversize_job(self, link: _Link, exc: OversizePacket) -> None:
+        """A job whose packet is larger than max_packet_size: its workload is skipped
+        (never buffered) and the job fails without running; the connection stays."""
+        if exc.cmd is not Cmd.JOB_ASSIGN_UNIQ or len(exc.args_) != 3:  # pragma: no cover
+            self._drop(link, f"connection lost: {exc}")
+            return
+        if self._grabbing is link:
+            self._grabbing = None
+        raw_handle, raw_function, _unique = exc.args_
+        name = raw_function.decode("utf-8", "replace")
+        error = PayloadError(
+            f"job {name} was not run: its packet is {exc.size} bytes, more than this "
+            f"worker's max_packet_size of {exc.limit} bytes; raise max_packet_size in the "
+            "worker's configuration, or pass a reference to large data (a path or URL) "
+            "instead of the data"
+        )
+        json_results = payload.sniff_json_results(exc.head)
+        self._job(link, raw_handle, raw_function, b"", rejected=error, json_results=json_results)
+
     # ------------------------------------------------------------------- jobs
 
     def _timeout_for(self, name: str) -> float:
         limit = self.settings.job_timeouts.get(name, self.settings.job_timeout)
         return float(limit or 0.0)
 
-    def _job(self, link: _Link, raw_handle: bytes, raw_function: bytes, workload: bytes) -> None:
+    def _job(
+        self,
+        link: _Link,
+        raw_handle: bytes,
+        raw_function: bytes,
+        workload: bytes,
+        *,
+        rejected: GearjobError | None = None,
+        json_results: bool = False,
+    ) -> None:
+        """Run one job and send its result; ``rejected``: fail it with that error instead
+        of running it (``json_results`` then tells whether a gearjob client sent it)."""
         handle = raw_handle.decode("utf-8", "replace")
         name = raw_function.decode("utf-8", "replace")
         limit = self._timeout_for(name)
@@ -522,13 +556,16 @@ class Worker:
         log.debug("job %s %s started (%d bytes)", name, handle, len(workload))
         request: payload.JobRequest | None = None
         try:
+            if rejected is not None:
+                raise rejected
             request = payload.decode_request(name, workload)
+            json_results = request.json_results
             data = self._execute(name, handle, request, limit)
             reply = pack(Cmd.WORK_COMPLETE, raw_handle, data)
             outcome: BaseException | None = None
         except (Exception, SystemExit) as exc:  # a job may raise anything; the worker goes on
             reply = pack(Cmd.WORK_FAIL, raw_handle)
-            if request is not None and request.json_results:
+            if json_results or (request is None and payload.sniff_json_results(workload)):
                 # Only gearjob clients get WORK_EXCEPTION: the C `gearman` tool hangs on it.
                 # gearmand 1.1 ends the job on WORK_EXCEPTION and answers the WORK_FAIL that
                 # follows (sent for servers that do not) with ERROR JOB_NOT_FOUND.

@@ -70,13 +70,15 @@ class GearmanServer:
         return f"127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
+        # --job-retries=3 unless the test sets it (gearmand refuses an option given twice)
+        retries = [] if any(a.startswith("--job-retries") for a in self.extra_args) else ["3"]
         return [
             GEARMAND,
             "-t",
             "1",
             "--listen=127.0.0.1",
             f"--port={self.port}",
-            "--job-retries=3",
+            *(f"--job-retries={n}" for n in retries),
             "-l",
             str(self.log_file),
             "-P",

@@ -23,6 +23,7 @@ from gearjob.protocol import (
     Cmd,
     Connection,
     FunctionStatus,
+    OversizePacket,
     Packet,
     admin_command,
     pack,
@@ -383,3 +384,103 @@ def test_hint_is_cleared_for_admin_and_selectors(
         sel.register(conn.fileno(), selectors.EVENT_READ)
         assert sel.select(5)
     assert conn.read_available() == [Packet(Cmd.NOOP, ())]
+
+
+# -- oversize packets a worker skips ----------------------------------------------------------
+
+
+@pytest.fixture
+def skipping(pair: tuple[Connection, socket.socket]) -> tuple[Connection, socket.socket]:
+    """``pair`` skipping oversize JOB_ASSIGN_UNIQ packets, max_packet_size 64 KiB."""
+    conn, peer = pair
+    conn.max_packet_size = 64 * 1024
+    conn.skip_oversize = frozenset([Cmd.JOB_ASSIGN_UNIQ])
+    return conn, peer
+
+
+def read_until(conn: Connection, count: int) -> list[Packet]:
+    """read_available() until `count` packets came (OversizePacket propagates)."""
+    got: list[Packet] = []
+    with selectors.DefaultSelector() as sel:
+        sel.register(conn.fileno(), selectors.EVENT_READ)
+        while len(got) < count:
+            if not conn.has_buffered():
+                assert sel.select(10), f"no data after {got}"
+            got.extend(conn.read_available())
+    return got
+
+
+def test_oversize_assign_is_skipped_and_the_connection_kept(
+    skipping: tuple[Connection, socket.socket],
+) -> None:
+    conn, peer = skipping
+    workload = b'{"gearjob":1,"args":["' + b"x" * (3 << 20) + b'"]}'
+    stream = (
+        pack_response(Cmd.NOOP)
+        + pack_response(Cmd.JOB_ASSIGN_UNIQ, b"H:x:7", b"resize", b"uq", workload)
+        + pack_response(Cmd.NO_JOB)
+    )
+    writer = threading.Thread(target=peer.sendall, args=(stream,))
+    writer.start()
+    try:
+        assert read_until(conn, 1) == [Packet(Cmd.NOOP, ())]
+        with pytest.raises(OversizePacket) as info:
+            read_until(conn, 1)
+        assert read_until(conn, 1) == [Packet(Cmd.NO_JOB, ())]
+    finally:
+        writer.join()
+    exc = info.value
+    size = len(b"H:x:7\0resize\0uq\0") + len(workload)
+    assert (exc.cmd, exc.size, exc.limit) == (Cmd.JOB_ASSIGN_UNIQ, size, 64 * 1024)
+    assert exc.args_ == (b"H:x:7", b"resize", b"uq")
+    assert workload.startswith(exc.head) and 0 < len(exc.head) <= 4096
+    assert f"JOB_ASSIGN_UNIQ packet of {size} bytes, more than max_packet_size 65536" in str(exc)
+    assert conn.connected
+    assert not conn.has_buffered()
+
+
+def test_oversize_packet_buffered_whole_with_packets_around_it(
+    skipping: tuple[Connection, socket.socket],
+) -> None:
+    """The skipped packet already sits complete in the buffer between two others."""
+    conn, peer = skipping
+    conn.max_packet_size = 1024
+    stream = (
+        pack_response(Cmd.NOOP)
+        + pack_response(Cmd.JOB_ASSIGN_UNIQ, b"H:x:8", b"f", b"", b"y" * 2000)
+        + pack_response(Cmd.JOB_ASSIGN_UNIQ, b"H:x:9", b"f", b"", b"small")
+    )
+    peer.sendall(stream)
+    assert conn.read_available() == [Packet(Cmd.NOOP, ())]
+    assert conn.has_buffered()  # the oversize packet is there to be reported
+    with pytest.raises(OversizePacket, match="packet of 2009 bytes"):
+        conn.read_available()
+    assert conn.has_buffered()
+    assert conn.read_available() == [Packet(Cmd.JOB_ASSIGN_UNIQ, (b"H:x:9", b"f", b"", b"small"))]
+
+
+def test_oversize_packet_without_leading_arguments_closes(
+    skipping: tuple[Connection, socket.socket],
+) -> None:
+    conn, peer = skipping
+    header = MAGIC_RES + struct.pack(">II", Cmd.JOB_ASSIGN_UNIQ, 1 << 20)
+    peer.sendall(header + b"z" * 5000)  # no NUL in the first 4096 bytes: not a job
+    with pytest.raises(ProtocolError, match="do not hold its leading arguments") as info:
+        read_until(conn, 1)
+    assert not isinstance(info.value, OversizePacket)
+    assert not conn.connected
+
+
+def test_oversize_packet_of_another_command_still_closes(
+    skipping: tuple[Connection, socket.socket],
+) -> None:
+    conn, peer = skipping
+    peer.sendall(MAGIC_RES + struct.pack(">II", Cmd.WORK_COMPLETE, 1 << 20) + b"H:1\0")
+    with pytest.raises(ProtocolError, match=r"1048576 bytes announced.*connection closed"):
+        read_until(conn, 1)
+    assert not conn.connected
+
+
+def test_skipping_needs_an_argument_to_skip() -> None:
+    with pytest.raises(ValueError, match="NOOP packets cannot be skipped"):
+        Connection(FAKE, skip_oversize=[Cmd.NOOP])

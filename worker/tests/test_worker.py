@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import time
@@ -22,7 +23,7 @@ from daemon_helpers import (
     write_config,
 )
 
-from gearjob import payload
+from gearjob import Client, JobFailed, payload
 
 pytest_plugins = ["daemon_fixtures"]
 
@@ -199,6 +200,35 @@ def test_a_job_is_never_run_with_another_jobs_envelope(gearmand, start_worker, t
         str(marker).encode(),
     )
     assert marker.exists()
+
+
+def test_oversize_workload_fails_that_job_and_the_worker_keeps_serving(
+    gearmand_factory, start_worker, tmp_path
+):
+    # --job-retries 0 retries forever: a worker that dropped its connection on the oversize
+    # job would get it back again and again
+    server = gearmand_factory("--job-retries=0")
+    config = write_config(tmp_path / "worker.toml", [str(server)], JOBS, max_packet_size=65536)
+    worker = start_worker(extra=["--config", str(config)], jobs=None)
+    big = "x" * 300_000
+    with RawClient(server.address) as client:  # Islandora's PHP client: WORK_FAIL only
+        assert client.run("length", envelope("length", big)) == ("WORK_FAIL", b"")
+        assert client.run("length", envelope("length", "abc")) == ("WORK_COMPLETE", b"3")
+    with Client([server.address], timeout=15) as client:
+        with pytest.raises(JobFailed) as info:
+            client.submit("length", big)
+        assert client.submit("length", "abcd") == 4
+    assert info.value.exc_type == "gearjob.errors.PayloadError"
+    assert re.search(
+        r"job length was not run: its packet is 3000\d\d bytes, more than this worker's "
+        r"max_packet_size of 65536 bytes; raise max_packet_size",
+        info.value.message,
+    ), info.value.message
+    log = worker.log()
+    assert log.count("was not run: its packet is") == 2, log
+    assert "connection lost" not in log and "connected to" in log and "reconnected" not in log
+    assert worker.proc is not None and worker.proc.poll() is None
+    assert queued(server.address, "length") == 0
 
 
 def test_unknown_envelope_fields_are_logged_not_fatal(gearmand, start_worker):
