@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
 if TYPE_CHECKING:
     from gearjob.client import Client, JobResult
     from gearjob.config import Settings
+    from gearjob.queue import QueueConfig
     from gearjob.registry import Registry
 
 EXIT_OK = 0
@@ -32,7 +33,7 @@ exit codes:
   1  a job failed, or an unexpected error
   2  usage error (bad option, argument or batch line)
   3  configuration or job registry error
-  4  a job server is unavailable
+  4  a job server is unavailable (or the queue database, for status and clear)
   5  a job timed out
   130/143  the worker was stopped at once by SIGINT / a second SIGTERM
 """
@@ -42,14 +43,18 @@ examples:
   gearjob worker --config /etc/gearjob/worker.toml
   gearjob submit my_module_hello_world Danny
   gearjob status --server 10.0.0.5:4730
+  gearjob clear --function my_module_hello_world
+  gearjob metrics --listen 127.0.0.1:9731
 
-configuration: workers read /etc/gearjob/worker.toml, clients (submit, batch, status)
-/etc/gearjob/client.toml, unless --config or $GEARJOB_CONFIG names another file;
-$GEARJOB_SERVERS and --server override the servers it lists.
+configuration: workers read /etc/gearjob/worker.toml, clients (submit, batch, status,
+metrics) /etc/gearjob/client.toml, unless --config or $GEARJOB_CONFIG names another file;
+$GEARJOB_SERVERS and --server override the servers it lists. status, clear and metrics
+read the local gearmand's queue from /etc/gearjob/queue.toml (or --queue-config).
 
 {EXIT_CODES}"""
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_LISTEN = "127.0.0.1:9731"  # gearjob metrics
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -69,7 +74,7 @@ def _add_common(parser: argparse.ArgumentParser, *, top: bool) -> None:
         default=default(None),
         help="TOML configuration file (default: $GEARJOB_CONFIG, else "
         "/etc/gearjob/worker.toml for worker/jobs/check, /etc/gearjob/client.toml "
-        "for submit/batch/status)",
+        "for submit/batch/status/metrics)",
     )
     parser.add_argument(
         "--server",
@@ -228,11 +233,101 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(
         sub,
         "status",
-        "Show queued and running jobs and workers per function and server",
-        "Asks each server (admin 'status'). Exit 4 if a server cannot be reached.",
-        "  gearjob status\n  gearjob status --json --server 10.0.0.5 --server 10.0.0.6",
+        "Show how many jobs are queued, running and waiting per function and server",
+        "Asks every server at once (admin 'status'). QUEUED: jobs not yet running.\n"
+        "RUNNING: jobs a worker is running. WORKERS: connected workers that can run the\n"
+        "function. WAITING: queued jobs of a function that has no worker on that server;\n"
+        "they wait until a worker for it connects.\n"
+        "With a queue configuration (--queue-config, else /etc/gearjob/queue.toml when it\n"
+        "exists) also the rows per function in the local gearmand's persistent queue table\n"
+        "(queued and running background jobs); --db insists on it, --no-db leaves it out.\n"
+        "Exit 4 if a server or the queue database cannot be reached; the others are shown.",
+        "  gearjob status\n"
+        "  gearjob status --json --server 10.0.0.5 --server 10.0.0.6\n"
+        "  gearjob status --db --queue-config /etc/gearjob/queue.toml",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="wait this long for each server (default: the config's connect_timeout, else 5)",
+    )
+    _queue_flags(p)
+
+    p = _command(
+        sub,
+        "clear",
+        "Delete the queued jobs of some functions, or all queued jobs",
+        "gearmand keeps every queued job in memory and reads its persistent queue table\n"
+        "only at start-up, so rows deleted while it runs are still executed. For a\n"
+        "persistent queue (type sqlite, mysql or postgres in the queue configuration)\n"
+        "clear prints the rows per function that will go, asks, stops gearmand\n"
+        "(systemctl stop SERVICE, or stop_command), deletes the rows, starts it again\n"
+        "(systemctl start SERVICE, or start_command) and waits until it answers.\n"
+        "Clients waiting for foreground jobs lose them; jobs running at that moment are\n"
+        "queued again after the restart unless their function is cleared.\n"
+        "A memory queue cannot lose the jobs of one function: a restart drops every\n"
+        "queued job of every function, done only with --all --restart-memory-queue.\n"
+        "Asks for confirmation on a terminal; elsewhere --yes is required (exit 2).\n"
+        "Exit 1 if not confirmed or gearmand could not be stopped or started, 4 if the\n"
+        "database cannot be reached or gearmand does not answer after the start.",
+        "  gearjob clear --function islandora_derivatives\n"
+        "  gearjob clear --all --yes\n"
+        "  gearjob clear --all --restart-memory-queue\n"
+        "  gearjob clear --offline --function my_job   # gearmand is already stopped",
+    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--function",
+        metavar="NAME",
+        action="append",
+        help="delete the queued jobs of this function (repeatable)",
+    )
+    which.add_argument("--all", action="store_true", help="delete every queued job")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    p.add_argument(
+        "--restart-memory-queue",
+        action="store_true",
+        help="with --all and a memory queue: restart gearmand, dropping every queued job",
+    )
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="only delete the rows; gearmand must already be stopped (refused if it "
+        "answers) and is not started",
+    )
+    _queue_config_flag(p)
+
+    p = _command(
+        sub,
+        "metrics",
+        "Serve Prometheus metrics of the job servers and the persistent queue",
+        "Serves the Prometheus text format (0.0.4) at http://ADDR:PORT/metrics. Every\n"
+        "scrape asks all servers at once, each for at most --scrape-timeout seconds, and\n"
+        "counts the persistent queue rows when a queue configuration is in use. Metrics:\n"
+        "gearjob_server_up, gearjob_server_scrape_duration_seconds, gearjob_jobs_queued,\n"
+        "gearjob_jobs_running, gearjob_jobs_waiting, gearjob_workers,\n"
+        "gearjob_persistent_queue_up, gearjob_persistent_queue_rows,\n"
+        "gearjob_scrape_duration_seconds. SIGTERM or SIGINT: stop, exit 0.",
+        f"  gearjob metrics   # http://{DEFAULT_LISTEN}/metrics\n"
+        "  gearjob metrics --listen 0.0.0.0:9731 --server 10.0.0.5 --server 10.0.0.6",
+    )
+    p.add_argument(
+        "--listen",
+        metavar="ADDR:PORT",
+        type=_listen,
+        default=_listen(DEFAULT_LISTEN),
+        help=f"address and port to serve on (default: {DEFAULT_LISTEN}; port 0: any free one)",
+    )
+    p.add_argument(
+        "--scrape-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        default=3.0,
+        help="wait this long for each server and the queue database (default: 3)",
+    )
+    _queue_flags(p)
 
     p = _command(
         sub,
@@ -258,6 +353,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="check the servers of the client configuration instead of the worker's",
     )
     return parser
+
+
+def _queue_config_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--queue-config",
+        metavar="FILE",
+        help="the local gearmand's queue configuration (default: /etc/gearjob/queue.toml)",
+    )
+
+
+def _queue_flags(parser: argparse.ArgumentParser) -> None:
+    _queue_config_flag(parser)
+    db = parser.add_mutually_exclusive_group()
+    db.add_argument(
+        "--db",
+        action="store_true",
+        help="show the persistent queue table (exit 3 without a queue configuration)",
+    )
+    db.add_argument("--no-db", action="store_true", help="leave the persistent queue out")
+
+
+def _listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(
+            f"expected ADDR:PORT like 127.0.0.1:9731 or [::1]:9731, got {text!r}"
+        )
+    return host, int(port)
 
 
 def _job_flag(parser: argparse.ArgumentParser) -> None:
@@ -507,62 +631,222 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _queue_config(args: argparse.Namespace, *, required: bool = False) -> QueueConfig | None:
+    """The queue configuration: --queue-config, else /etc/gearjob/queue.toml when it exists.
+    Not required (status, metrics without --db): a default file that cannot be read is
+    skipped with a warning."""
+    from gearjob.errors import ConfigError
+    from gearjob.queue import QUEUE_CONFIG, default_queue_config, load_queue_config
+
+    if getattr(args, "no_db", False):
+        return None
+    required = required or getattr(args, "db", False)
+    path = args.queue_config or default_queue_config()
+    if path is None:
+        if required:
+            _fail(
+                EXIT_CONFIG,
+                f"no queue configuration: {QUEUE_CONFIG} does not exist; pass "
+                "--queue-config FILE (see 'gearjob clear --help')",
+            )
+        return None
+    if required or args.queue_config:
+        return load_queue_config(path)
+    try:
+        return load_queue_config(path)
+    except ConfigError as exc:
+        print(
+            f"gearjob: not showing the persistent queue: {exc} (--no-db: do not try)",
+            file=sys.stderr,
+        )
+        return None
+
+
+def _print_table(rows: Sequence[Sequence[str]], left: int) -> None:
+    """Aligned columns: the first ``left`` ones to the left, the others to the right."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = [
+            c.ljust(w) if i < left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip())
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     import json
 
-    from gearjob.errors import GearjobError
-    from gearjob.protocol import server_status
+    from gearjob.metrics import collect
 
     settings = _settings(args, "client")
+    queue = _queue_config(args)
+    timeout = args.timeout or settings.connect_timeout
+    snapshot = collect(settings.servers, queue, timeout=timeout)
     report: list[dict[str, Any]] = []
-    down = 0
-    for address in settings.servers:
-        try:
-            functions = server_status(address, timeout=settings.connect_timeout)
-        except (GearjobError, OSError) as exc:
-            down += 1
-            report.append({"server": str(address), "ok": False, "error": str(exc)})
+    totals = {"queued": 0, "running": 0, "waiting": 0}
+    for state in snapshot.servers:
+        if not state.ok:
+            report.append({"server": state.server, "ok": False, "error": state.error})
             continue
         report.append(
             {
-                "server": str(address),
+                "server": state.server,
                 "ok": True,
-                "functions": [
-                    {
-                        "function": f.function,
-                        "queued": f.queued,
-                        "running": f.running,
-                        "workers": f.workers,
-                    }
-                    for f in sorted(functions, key=lambda f: f.function)
-                ],
+                "functions": [f.as_dict() for f in state.functions],
             }
         )
+        for f in state.functions:
+            totals["queued"] += f.queued
+            totals["running"] += f.running
+            totals["waiting"] += f.waiting
+    persistent: dict[str, Any] | None = None
+    if queue is not None:
+        persistent = {"type": queue.type, "server": str(queue.server)}
+        q = snapshot.queue
+        if q is None:  # memory: no table
+            persistent.update(ok=True, location=None, functions=None, rows=None)
+        else:
+            persistent.update(ok=q.ok, location=q.location)
+            if q.ok:
+                persistent["functions"] = [{"function": k, "rows": v} for k, v in q.rows.items()]
+                persistent["rows"] = sum(q.rows.values())
+            else:
+                persistent["error"] = q.error
+    down = sum(not s["ok"] for s in report)
     if args.json:
-        print(json.dumps({"servers": report}, indent=2, ensure_ascii=False))
+        document = {"servers": report, "totals": totals, "persistent_queue": persistent}
+        print(json.dumps(document, indent=2, ensure_ascii=False))
     else:
-        rows = [("SERVER", "FUNCTION", "QUEUED", "RUNNING", "WORKERS")]
+        rows = [("SERVER", "FUNCTION", "QUEUED", "RUNNING", "WORKERS", "WAITING")]
         for server in report:
             if not server["ok"]:
-                rows.append((server["server"], "UNAVAILABLE: " + server["error"], "", "", ""))
+                rows.append((server["server"], "UNAVAILABLE", "", "", "", ""))
+                reason = server["error"].removeprefix(f"{server['server']}: ")
+                print(f"gearjob: {server['server']} unavailable: {reason}", file=sys.stderr)
             elif not server["functions"]:
-                rows.append((server["server"], "(no functions)", "", "", ""))
+                rows.append((server["server"], "(no functions)", "", "", "", ""))
             for f in server.get("functions", []):
-                rows.append(
-                    (
-                        server["server"],
-                        f["function"],
-                        str(f["queued"]),
-                        str(f["running"]),
-                        str(f["workers"]),
-                    )
-                )
-        widths = [max(len(row[i]) for row in rows) for i in range(4)]
-        for row in rows:
-            cells = [row[i].ljust(widths[i]) for i in range(2)]
-            cells += [row[i].rjust(widths[i]) for i in (2, 3)] + [row[4].rjust(7)]
-            print("  ".join(cells).rstrip())
+                numbers = (f["queued"], f["running"], f["workers"], f["waiting"])
+                rows.append((server["server"], f["function"], *map(str, numbers)))
+        _print_table(rows, 2)
+        print(
+            f"total: {totals['queued']} queued ({totals['waiting']} waiting for a worker), "
+            f"{totals['running']} running on {len(report) - down} of {len(report)} server(s)"
+        )
+        if persistent is not None:
+            _print_persistent(persistent)
+    if persistent is not None and not persistent["ok"]:
+        return EXIT_UNAVAILABLE
     return EXIT_UNAVAILABLE if down else EXIT_OK
+
+
+def _print_persistent(persistent: dict[str, Any]) -> None:
+    where = f"\npersistent queue of {persistent['server']}"
+    if persistent["location"] is None:
+        print(f"{where}: memory (no table: its queued jobs are those listed above)")
+    elif not persistent["ok"]:
+        print(f"{where}: UNAVAILABLE: {persistent['error']}")
+    else:
+        print(f"{where} ({persistent['location']}): {persistent['rows']} row(s)")
+        if persistent["functions"]:
+            rows = [("FUNCTION", "ROWS")]
+            rows += [(f["function"], str(f["rows"])) for f in persistent["functions"]]
+            _print_table(rows, 1)
+
+
+def _confirm(yes: bool) -> Callable[[str], bool]:
+    def ask(question: str) -> bool:
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            _fail(
+                EXIT_USAGE,
+                "standard input is not a terminal, so nobody can confirm; pass --yes to "
+                "go ahead without asking (nothing was changed)",
+            )
+        try:
+            answer = input(f"{question} [y/N] ")
+        except EOFError:
+            answer = ""
+        return answer.strip().lower() in ("y", "yes")
+
+    return ask
+
+
+def cmd_clear(args: argparse.Namespace) -> int:
+    from gearjob import queue as q
+    from gearjob.protocol import server_status
+
+    config = _queue_config(args, required=True)
+    assert config is not None
+
+    def echo(text: str) -> None:
+        print(text, flush=True)
+
+    functions = None if args.all else list(dict.fromkeys(args.function))
+    if config.persistent:
+        if args.restart_memory_queue:
+            _fail(
+                EXIT_USAGE,
+                f"--restart-memory-queue is for a memory queue, and {config.source} says "
+                f"type = {config.type!r}; leave it out",
+            )
+        gone = q.clear_persistent(
+            config, functions, echo=echo, confirm=_confirm(args.yes), offline=args.offline
+        )
+        for name, count in sorted(gone.items()):
+            if functions is not None and not count:
+                echo(f"  (no queued jobs of {name!r})")
+        return EXIT_OK
+    memory = (
+        f'the queue of gearmand at {config.server} is in memory ({config.source}: type = "memory")'
+    )
+    if args.offline:
+        _fail(EXIT_USAGE, f"--offline deletes rows of a persistent queue, but {memory}")
+    if functions is not None:
+        _fail(
+            EXIT_USAGE,
+            f"{memory}: gearmand cannot delete the queued jobs of one function, and "
+            "a restart drops every queued job of every function. Run workers for the "
+            "function to drain it, or drop everything with --all --restart-memory-queue",
+        )
+    if not args.restart_memory_queue:
+        _fail(
+            EXIT_USAGE,
+            f"{memory}: the only way to clear it is a restart, which drops every queued "
+            "job of every function; pass --all --restart-memory-queue to do that",
+        )
+    statuses = server_status(config.server, timeout=5.0)
+    q.restart_memory(
+        config, {s.function: s.queued for s in statuses}, echo=echo, confirm=_confirm(args.yes)
+    )
+    return EXIT_OK
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from gearjob.metrics import collect, make_server, render, serve
+
+    settings = _settings(args, "client")
+    queue = _queue_config(args)
+    host, port = args.listen
+
+    def scrape() -> str:
+        return render(collect(settings.servers, queue, timeout=args.scrape_timeout))
+
+    try:
+        server = make_server(host, port, scrape)
+    except OSError as exc:
+        _fail(EXIT_FAILED, f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    bound_host, bound_port = str(server.server_address[0]), int(server.server_address[1])
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    logging.getLogger("gearjob.metrics").info(
+        "serving metrics on http://%s:%d/metrics for %s",
+        shown,
+        bound_port,
+        ", ".join(map(str, settings.servers)),
+    )
+    serve(server)
+    return EXIT_OK
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -685,6 +969,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "submit": cmd_submit,
     "batch": cmd_batch,
     "status": cmd_status,
+    "clear": cmd_clear,
+    "metrics": cmd_metrics,
     "jobs": cmd_jobs,
     "check": cmd_check,
 }
@@ -697,10 +983,11 @@ def _exit_code(exc: BaseException) -> int:
         PayloadError,
         ServerUnavailable,
     )
+    from gearjob.queue import QueueDatabaseError
 
     if isinstance(exc, ConfigError):
         return EXIT_CONFIG
-    if isinstance(exc, ServerUnavailable):
+    if isinstance(exc, (ServerUnavailable, QueueDatabaseError)):
         return EXIT_UNAVAILABLE
     if _is_timeout(exc):
         return EXIT_TIMEOUT

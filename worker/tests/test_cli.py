@@ -15,8 +15,23 @@ from daemon_helpers import (
 )
 
 from gearjob import cli
+from gearjob.client import Client
 
 pytest_plugins = ["daemon_fixtures"]
+
+
+@pytest.fixture
+def silent_server():
+    """host:port of a socket that accepts connections and never answers."""
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    try:
+        yield f"127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        sock.close()
 
 
 @pytest.fixture
@@ -32,7 +47,7 @@ def served(gearmand, start_worker):
 def test_help_documents_every_command_and_the_exit_codes(capsys):
     assert cli.main(["--help"]) == 0
     out = capsys.readouterr().out
-    for command in ("worker", "submit", "batch", "status", "jobs", "check"):
+    for command in ("worker", "submit", "batch", "status", "jobs", "check", "clear", "metrics"):
         assert command in out
     for line in (
         "0  success",
@@ -45,7 +60,9 @@ def test_help_documents_every_command_and_the_exit_codes(capsys):
         assert line in out
 
 
-@pytest.mark.parametrize("command", ["worker", "submit", "batch", "status", "jobs", "check"])
+@pytest.mark.parametrize(
+    "command", ["worker", "submit", "batch", "status", "jobs", "check", "clear", "metrics"]
+)
 def test_every_command_has_help_with_an_example(command, capsys):
     assert cli.main([command, "--help"]) == 0
     out = capsys.readouterr().out
@@ -63,6 +80,11 @@ def test_every_command_has_help_with_an_example(command, capsys):
         ["worker", "--job-timeout", "x"],
         ["check", "--server", "host:99999"],
         ["--server", "[::1", "check"],
+        ["clear"],
+        ["clear", "--all", "--function", "x"],
+        ["status", "--db", "--no-db"],
+        ["metrics", "--listen", "9731"],
+        ["metrics", "--listen", "host:99999"],
     ],
 )
 def test_usage_errors_exit_2(argv, capsys):
@@ -248,23 +270,99 @@ def test_batch_shows_a_progress_bar_on_a_terminal(served, tmp_path):
 # ----------------------------------------------------------------------------- status, check
 
 
-def test_status_shows_queued_running_and_workers(served):
-    done = run_cli("status", "--server", str(served))
+def test_status_shows_queued_running_waiting_and_workers(served, gearmand_factory):
+    other = gearmand_factory()
+    with Client([other.address]) as client:
+        for i in range(3):
+            client.submit_background("nobody_serves_this", i)
+    done = run_cli("status", "--server", str(served), "--server", str(other), "--no-db")
     assert done.returncode == 0, done.stderr
     rows = [line.split() for line in done.stdout.splitlines()]
-    assert rows[0] == ["SERVER", "FUNCTION", "QUEUED", "RUNNING", "WORKERS"]
-    assert [str(served), "hello", "0", "0", "1"] in rows
+    assert rows[0] == ["SERVER", "FUNCTION", "QUEUED", "RUNNING", "WORKERS", "WAITING"]
+    assert [str(served), "hello", "0", "0", "1", "0"] in rows
+    assert [str(other), "nobody_serves_this", "3", "0", "0", "3"] in rows
+    assert "total: 3 queued (3 waiting for a worker), 0 running on 2 of 2 server(s)" in done.stdout
 
+
+def test_status_json_and_an_unreachable_server_exits_4_listing_the_others(served):
     done = run_cli("status", "--json", "--server", str(served), "--server", "127.0.0.1:1")
     assert done.returncode == 4
-    report = json.loads(done.stdout)["servers"]
-    hello = next(f for f in report[0]["functions"] if f["function"] == "hello")
-    assert hello == {"function": "hello", "queued": 0, "running": 0, "workers": 1}
-    assert report[1] == {
+    report = json.loads(done.stdout)
+    assert set(report) == {"servers", "totals", "persistent_queue"}
+    hello = next(f for f in report["servers"][0]["functions"] if f["function"] == "hello")
+    assert hello == {"function": "hello", "queued": 0, "running": 0, "workers": 1, "waiting": 0}
+    assert report["servers"][0]["ok"] is True
+    assert report["servers"][1] == {
         "server": "127.0.0.1:1",
         "ok": False,
         "error": "127.0.0.1:1: connection refused",
     }
+    assert report["totals"] == {"queued": 0, "running": 0, "waiting": 0}
+    assert report["persistent_queue"] is None
+
+    done = run_cli("status", "--server", "127.0.0.1:1", "--server", str(served))
+    assert done.returncode == 4
+    rows = [line.split() for line in done.stdout.splitlines()]
+    assert ["127.0.0.1:1", "UNAVAILABLE"] in rows
+    assert [str(served), "hello", "0", "0", "1", "0"] in rows
+    assert "gearjob: 127.0.0.1:1 unavailable: connection refused" in done.stderr
+    assert "on 1 of 2 server(s)" in done.stdout
+
+
+def test_status_gives_up_on_a_silent_server_after_the_timeout(served, silent_server):
+    done = run_cli("status", "--timeout", "0.3", "--server", silent_server, "--server", str(served))
+    assert done.returncode == 4
+    rows = [line.split() for line in done.stdout.splitlines()]
+    assert [silent_server, "UNAVAILABLE"] in rows
+    assert [str(served), "hello", "0", "0", "1", "0"] in rows
+    assert f"gearjob: {silent_server} unavailable: " in done.stderr
+
+
+def test_status_shows_the_persistent_queue_of_a_queue_config(gearmand_factory, tmp_path):
+    path = tmp_path / "q.sqlite3"
+    server = gearmand_factory("-q", "libsqlite3", f"--libsqlite3-db={path}")
+    with Client([server.address]) as client:
+        client.submit_background("fn_a", 1)
+        client.submit_background("fn_a", 2)
+    config = tmp_path / "queue.toml"
+    config.write_text(f'type = "sqlite"\nserver = "{server}"\n[sqlite]\npath = "{path}"\n')
+    done = run_cli("status", "--server", str(server), "--queue-config", str(config))
+    assert done.returncode == 0, done.stderr
+    tail = done.stdout.split("\n\n", 1)[1]
+    assert tail.splitlines() == [
+        f"persistent queue of {server} (sqlite {path}, table gearman_queue): 2 row(s)",
+        "FUNCTION  ROWS",
+        "fn_a         2",
+    ]
+    config.write_text('type = "memory"\n')
+    done = run_cli("status", "--server", str(server), "--queue-config", str(config))
+    assert "persistent queue of 127.0.0.1:4730: memory (no table" in done.stdout
+    config.write_text(f'type = "sqlite"\n[sqlite]\npath = "{tmp_path / "nope"}"\n')
+    done = run_cli("status", "--server", str(server), "--queue-config", str(config), "--json")
+    assert done.returncode == 4
+    persistent = json.loads(done.stdout)["persistent_queue"]
+    assert persistent["ok"] is False and "does not exist" in persistent["error"]
+
+
+def test_status_db_without_a_queue_config_exits_3(tmp_path, monkeypatch, capsys):
+    from gearjob import queue
+
+    monkeypatch.setattr(queue, "QUEUE_CONFIG", str(tmp_path / "absent.toml"))
+    assert cli.main(["status", "--db", "--server", "127.0.0.1:1"]) == 3
+    assert "no queue configuration: " in capsys.readouterr().err
+
+
+def test_status_skips_an_unreadable_default_queue_config(served, tmp_path, monkeypatch, capsys):
+    from gearjob import queue
+
+    broken = tmp_path / "queue.toml"
+    broken.write_text("type = ")
+    monkeypatch.setattr(queue, "QUEUE_CONFIG", str(broken))
+    assert cli.main(["status", "--server", str(served)]) == 0
+    captured = capsys.readouterr()
+    assert "not showing the persistent queue" in captured.err and "not valid TOML" in captured.err
+    assert "persistent queue of" not in captured.out
+    assert cli.main(["status", "--db", "--server", str(served)]) == 3  # asked for: an error
 
 
 def test_check_exits_0_when_every_server_answers_and_4_otherwise(gearmand_factory):
