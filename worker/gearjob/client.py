@@ -12,7 +12,6 @@ later calls.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import selectors
 import threading
@@ -591,9 +590,11 @@ class Client:
         if cmd is None:
             raise ValueError(f"priority must be 'low', 'normal' or 'high', not {priority!r}")
         if unique is True:
+            from hashlib import sha256  # here: hashlib loads OpenSSL (~1 MB)
+
             function = self._function(job_name)
             workload = encode_request(job_name, args)
-            digest = hashlib.sha256(function + b"\0" + workload).hexdigest()
+            digest = sha256(function + b"\0" + workload).hexdigest()
             key = digest[:UNIQUE_HASH_CHARS].encode()
             packet = self._packet(job_name, args, key, cmd, workload)
         else:

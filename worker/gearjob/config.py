@@ -28,18 +28,15 @@ from __future__ import annotations
 
 import math
 import os
-import ssl
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import ConfigError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = [
     "CLIENT_CONFIG",
@@ -78,6 +75,8 @@ class TLSSettings:
 
     def context(self) -> ssl.SSLContext:
         """Build an SSL client context; ConfigError names the file that cannot be used."""
+        import ssl  # here: plain TCP users never load OpenSSL (~5 MB)
+
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
         if not self.verify:
             ctx.check_hostname = False
@@ -231,6 +230,10 @@ class _Reader:
 
 
 def _read_file(path: Path) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
     try:
         with path.open("rb") as fh:
             data: dict[str, Any] = tomllib.load(fh)
