@@ -1,4 +1,5 @@
-"""The ``gearjob`` command: run a worker, submit jobs, inspect servers and the job registry.
+"""The ``gearjob`` command: run a worker, submit jobs, inspect servers and the job registry,
+clear queued jobs, serve Prometheus metrics.
 
 Everything beyond argparse is imported inside the command that needs it, so that an idle
 worker stays small.
@@ -271,7 +272,15 @@ def build_parser() -> argparse.ArgumentParser:
         "queued job of every function, done only with --all --restart-memory-queue.\n"
         "Asks for confirmation on a terminal; elsewhere --yes is required (exit 2).\n"
         "Exit 1 if not confirmed or gearmand could not be stopped or started, 4 if the\n"
-        "database cannot be reached or gearmand does not answer after the start.",
+        "database cannot be reached or gearmand does not answer after the start.\n\n"
+        "queue configuration (/etc/gearjob/queue.toml, or --queue-config FILE):\n"
+        '  type = "sqlite"                  # memory | sqlite | mysql | postgres\n'
+        '  server = "127.0.0.1:4730"        # where the local gearmand answers\n'
+        '  service = "gearman-job-server"   # or stop_command = [...] + start_command = [...]\n'
+        "  stop_timeout = 60, start_timeout = 60\n"
+        "  [sqlite] path, table (default gearman_queue)\n"
+        "  [mysql] host, port, socket, user, password, db, table (default gearman_queue)\n"
+        "  [postgres] host, port, user, password, db, conninfo, table (default queue)",
         "  gearjob clear --function islandora_derivatives\n"
         "  gearjob clear --all --yes\n"
         "  gearjob clear --all --restart-memory-queue\n"
@@ -791,12 +800,9 @@ def cmd_clear(args: argparse.Namespace) -> int:
                 f"--restart-memory-queue is for a memory queue, and {config.source} says "
                 f"type = {config.type!r}; leave it out",
             )
-        gone = q.clear_persistent(
+        q.clear_persistent(
             config, functions, echo=echo, confirm=_confirm(args.yes), offline=args.offline
         )
-        for name, count in sorted(gone.items()):
-            if functions is not None and not count:
-                echo(f"  (no queued jobs of {name!r})")
         return EXIT_OK
     memory = (
         f'the queue of gearmand at {config.server} is in memory ({config.source}: type = "memory")'
