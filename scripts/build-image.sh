@@ -131,6 +131,9 @@ path-exclude=/usr/share/locale/*
 path-include=/usr/share/locale/locale.alias
 EOF
 echo 'Acquire::Languages "none";' >"$rootfs/etc/apt/apt.conf.d/01-gearjob-nolanguages"
+# No fsync for every unpacked file: these hosts live for minutes, and package
+# installs inside a container's overlay file system run about twice as fast.
+echo force-unsafe-io >"$rootfs/etc/dpkg/dpkg.cfg.d/02-gearjob-unsafe-io"
 
 # systemd generates a machine id at first boot; units that cannot work in a
 # container are masked so the system reaches "running", not "degraded".
