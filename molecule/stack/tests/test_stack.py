@@ -178,7 +178,8 @@ def test_killed_worker_job_goes_to_another_worker(host: Any) -> None:
 
 def test_registering_a_new_job_restarts_each_worker_without_losing_jobs(host: Any) -> None:
     before = wait_until("every instance to run", lambda: all_running(host), 30)
-    assert submit(host, "my_module_reverse", "abc", "--timeout", "2").rc == 5  # not yet known
+    new_job = new_tag("reverse").replace("-", "_")  # a new name on every run
+    assert submit(host, new_job, "abc", "--timeout", "1").rc == 5  # not registered yet
     tag = new_tag("during-restart")
     long_job = Background(host, tag, f"gearjob submit my_module_slow 6 {tag}")
     hellos = [{"job_name": "my_module_hello_world", "args": [str(i)]} for i in range(40)]
@@ -186,7 +187,7 @@ def test_registering_a_new_job_restarts_each_worker_without_losing_jobs(host: An
     try:
         running = wait_until("the long job to start", lambda: records(host, tag))[0]["pid"]
         batch = Background(host, f"{tag}-batch", f"gearjob batch {batch_path}")
-        run_playbook(SCENARIO / "register-new-job.yml")
+        run_playbook(SCENARIO / "register-new-job.yml", "-e", f"stack_new_job={new_job}")
         after = wait_until("every instance to run", lambda: all_running(host), 30)
         # Every instance restarted: a new process each.
         assert not set(after.values()) & set(before.values()), (before, after)
@@ -199,10 +200,10 @@ def test_registering_a_new_job_restarts_each_worker_without_losing_jobs(host: An
         assert [r["result"] for r in results] == [f"Hello {i}" for i in range(40)]
         batch.cleanup()
         # The new job runs.
-        cmd = submit(host, "my_module_reverse", "abc")
+        cmd = submit(host, new_job, "abc")
         assert cmd.rc == 0 and cmd.stdout.strip() == "cba", cmd.stderr
         # The same run again changes nothing and restarts nothing.
-        again = run_playbook(SCENARIO / "register-new-job.yml")
+        again = run_playbook(SCENARIO / "register-new-job.yml", "-e", f"stack_new_job={new_job}")
         assert set(recap_changed(again.stdout).values()) == {0}, again.stdout[-3000:]
         assert worker_pids(host) == after
     finally:

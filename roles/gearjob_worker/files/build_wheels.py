@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Build wheels of local Python projects on the Ansible controller, with a cache.
 
-    build_wheels.py --cache DIR PROJECT_DIR [PROJECT_DIR ...]
+    build_wheels.py --cache DIR PATH [PATH ...]
+
+Each PATH is a project directory or a wheel file (*.whl, passed through as it is).
 
 For each project directory: hash its source files (skipping build output, caches and VCS
 data) and reuse the wheels cached under DIR for that hash; otherwise copy the sources to a
@@ -107,13 +109,22 @@ def build(project: Path, files: list[Path], out: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache", required=True, help="directory of cached wheels")
-    parser.add_argument("projects", nargs="+", help="project directories")
+    parser.add_argument("paths", nargs="+", help="project directories or wheel files")
     args = parser.parse_args()
     cache = Path(args.cache).expanduser()
     wheels: list[str] = []
     built: list[str] = []
-    for name in args.projects:
+    for name in args.paths:
         project = Path(name).expanduser().resolve()
+        if not project.exists():
+            raise SystemExit(
+                f"build_wheels.py: {name} does not exist on the controller; check "
+                "gearjob_worker_packages (relative paths are relative to the playbook's "
+                "directory) and gearjob_worker_source_dir"
+            )
+        if project.is_file() and project.suffix == ".whl":
+            wheels.append(str(project))
+            continue
         if not (project / "pyproject.toml").is_file() and not (project / "setup.py").is_file():
             raise SystemExit(f"build_wheels.py: {project} has no pyproject.toml or setup.py")
         files = source_files(project)
