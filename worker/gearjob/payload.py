@@ -36,6 +36,14 @@ _ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",",
 _decoder = json.JSONDecoder()
 
 
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value; send null or a string instead")
+
+
+#: workloads are strict JSON: NaN, Infinity and -Infinity (which Python accepts) are not
+_request_decoder = json.JSONDecoder(parse_constant=_not_json)
+
+
 def _fast_codec() -> tuple[Callable[[Any], str], Callable[[str, int], tuple[Any, int]] | None]:
     """CPython's C encoder and scanner, built once (JSONEncoder.encode builds them per call).
 
@@ -147,8 +155,8 @@ def decode_request(function: str, workload: bytes, *, max_depth: int = 100) -> J
             f"{where} is not valid UTF-8 (byte {exc.start}); send JSON text in UTF-8"
         ) from exc
     try:
-        data = _decoder.decode(text)
-    except json.JSONDecodeError as exc:
+        data = _request_decoder.decode(text)
+    except ValueError as exc:  # JSONDecodeError, NaN, an integer of more than 4300 digits
         snippet = text[:80] + ("..." if len(text) > 80 else "")
         raise PayloadError(f"{where} is not valid JSON ({exc}): {snippet!r}") from exc
     except RecursionError as exc:

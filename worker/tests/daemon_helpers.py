@@ -277,3 +277,47 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
+
+
+# -- a model of the workload envelope (fuzz tests) ----------------------------------------------
+
+RECORD = "record"  #: the job (tests/jobs/sample_jobs.py:record) that records its arguments
+MAX_DEPTH = 100  #: payload.decode_request's default nesting limit
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def depth(value: Any) -> int:
+    """Nesting depth of lists and objects (a top-level object is 1)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (list, dict)):
+            deepest = max(deepest, level)
+            stack.extend(
+                (v, level + 1) for v in (item.values() if isinstance(item, dict) else item)
+            )
+    return deepest
+
+
+def expected_call(workload: bytes) -> tuple[list[Any], dict[str, Any]] | None:
+    """(args, kwargs) the record job must get from `workload`, None when it must not run."""
+    try:
+        data = json.loads(workload.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or depth(data) > MAX_DEPTH:
+        return None
+    if "func" in data and data["func"] != RECORD:
+        return None
+    args = data.get("args")
+    if args is None:
+        return [], {}
+    if isinstance(args, list):
+        return args, {}
+    if isinstance(args, dict):
+        return [], args
+    return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -83,3 +84,12 @@ def touch(path: str) -> str:
 
 
 not_callable = 42
+
+
+def record(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Append what it got as a JSON line to $GEARJOB_TEST_RECORD and return it (the fuzz
+    tests compare it with what the workload should have given)."""
+    got = {"args": list(args), "kwargs": kwargs}
+    with open(os.environ["GEARJOB_TEST_RECORD"], "a", encoding="ascii") as fh:
+        fh.write(json.dumps(got) + "\n")
+    return got
