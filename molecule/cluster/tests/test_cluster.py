@@ -1,0 +1,141 @@
+"""Two job servers, a MariaDB queue, a worker host and a client host (see ../molecule.yml)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Any
+
+from gearjob_workers import (
+    batch_results,
+    new_tag,
+    records,
+    wait_until,
+    worker_pids,
+    write_jobs,
+)
+
+testinfra_hosts = ["ansible://gearjob_clients"]
+
+SERVER_UNIT = "gearman-job-server"
+
+
+def address(server: Any) -> str:
+    return f"{server.backend.get_hostname()}:4730"
+
+
+def functions_on(client: Any, server: str) -> dict[str, dict[str, Any]] | None:
+    """The functions one server knows (admin status), None when it does not answer."""
+    cmd = client.run(f"gearjob status --json --server {server}")
+    report = json.loads(cmd.stdout)["servers"][0]
+    if not report["ok"]:
+        return None
+    return {f["function"]: f for f in report["functions"]}
+
+
+def workers_on(client: Any, server: str, function: str = "my_module_hello_world") -> int:
+    known = functions_on(client, server) or {}
+    return int(known.get(function, {}).get("workers", 0))
+
+
+def submit(client: Any, *args: str) -> Any:
+    return client.run("gearjob submit " + " ".join(shlex.quote(a) for a in args))
+
+
+def test_client_config_lists_both_servers(host: Any, group: Any) -> None:
+    config = host.file("/etc/gearjob/client.toml").content_string
+    expected = json.dumps([address(s) for s in group("gearman_servers")])
+    assert f"servers = {expected}" in config
+
+
+def test_workers_register_with_every_server(host: Any, group: Any) -> None:
+    worker = group("gearjob_workers")[0]
+    count = len(worker_pids(worker))
+    for server in group("gearman_servers"):
+        assert workers_on(host, address(server)) == count, address(server)
+
+
+def test_jobs_submitted_to_either_server_run(host: Any, group: Any) -> None:
+    worker = group("gearjob_workers")[0]
+    for server in group("gearman_servers"):
+        cmd = submit(host, "--server", address(server), "my_module_hello_world", "cluster")
+        assert cmd.rc == 0, cmd.stderr
+        assert cmd.stdout.strip() == "Hello cluster"
+        tag = new_tag("either")
+        cmd = submit(host, "--server", address(server), "--background", "my_module_record", tag)
+        assert cmd.rc == 0, cmd.stderr
+        wait_until(
+            f"the background job sent to {address(server)}",
+            lambda tag=tag: records(worker, tag),
+        )
+
+
+def test_one_server_down_then_back(host: Any, group: Any) -> None:
+    first, second = group("gearman_servers")[:2]
+    worker = group("gearjob_workers")[0]
+    before = worker_pids(worker)
+    first.check_output(f"systemctl stop {SERVER_UNIT}")
+    try:
+        # Clients: every job still runs, through the other server.
+        for i in range(4):
+            cmd = submit(host, "my_module_hello_world", f"failover {i}")
+            assert cmd.rc == 0, cmd.stderr
+            assert cmd.stdout.strip() == f"Hello failover {i}"
+        tag = new_tag("failover")
+        cmd = submit(host, "--background", "my_module_record", tag)
+        assert cmd.rc == 0, cmd.stderr
+        wait_until("the background job sent while a server is down", lambda: records(worker, tag))
+        path = write_jobs(host, "failover", [{"job_name": "my_module_slow", "args": [0.1]}] * 10)
+        cmd = host.run(f"gearjob batch {path}")
+        assert cmd.rc == 0, cmd.stderr
+        assert len(batch_results(cmd.stdout)) == 10
+        assert host.run("gearjob check --client").rc == 4  # one server unavailable
+        # Workers: still running, still registered with the other server.
+        assert worker_pids(worker) == before
+        assert workers_on(host, address(second)) == len(before)
+    finally:
+        first.check_output(f"systemctl start {SERVER_UNIT}")
+    # The workers connect to it again by themselves: no restart.
+    wait_until(
+        f"the workers to register with {address(first)} again",
+        lambda: workers_on(host, address(first)) == len(before),
+        limit=90,
+    )
+    assert worker_pids(worker) == before
+    cmd = submit(host, "--server", address(first), "my_module_hello_world", "back")
+    assert cmd.rc == 0 and cmd.stdout.strip() == "Hello back", cmd.stderr
+    assert host.run("gearjob check --client").rc == 0
+
+
+def test_queued_jobs_survive_in_mariadb(host: Any, group: Any) -> None:
+    first = group("gearman_servers")[0]
+    worker = group("gearjob_workers")[0]
+    database = group("gearman_queue_db")[0]
+    count = "mysql -N -B -e 'SELECT COUNT(*) FROM gearman.gearman_queue_s1'"
+
+    def rows() -> int:
+        return int(database.check_output(count))
+
+    tag = new_tag("persist")
+    worker.check_output("systemctl stop gearjob-workers.target")
+    try:
+        assert worker_pids(worker) == {1: 0, 2: 0}
+        cmd = submit(host, "--server", address(first), "--background", "my_module_record", tag)
+        assert cmd.rc == 0, cmd.stderr
+        assert rows() >= 1
+        # The job server restarts and reads its queue back from MariaDB.
+        first.check_output(f"systemctl restart {SERVER_UNIT}")
+        wait_until(
+            "the restarted server to list the queued job",
+            lambda: (
+                (functions_on(host, address(first)) or {})
+                .get("my_module_record", {})
+                .get("queued", 0)
+                >= 1
+            ),
+        )
+    finally:
+        worker.check_output("systemctl start gearjob-workers.target")
+    found = wait_until("the queued job to run", lambda: records(worker, tag), limit=90)
+    assert found[0]["value"] == tag
+    wait_until("the queue table to be empty", lambda: rows() == 0)
