@@ -6,6 +6,13 @@ multiplexes all server connections with :mod:`selectors`: on each it registers t
 the server's NOOP. Only one GRAB is outstanding at a time, so a job is never assigned to this
 process while it is busy with another; servers that woke it up are served round-robin.
 
+The cycle is pipelined: PRE_SLEEP goes out with the GRAB when no job is expected (after a
+NOOP, and after a job when the last such GRAB found the queue empty), so that an empty queue
+costs no extra round trip (gearmand answers a PRE_SLEEP with an immediate NOOP when a job is
+waiting). While that double answer is pending the socket only wakes the loop once 24 bytes
+(NO_JOB + NOOP, or a job) are there. A job's result goes out in the same write as the next
+GRAB.
+
 Signals only set flags (or, for "exit now", raise :class:`WorkerKilled`); the loop acts:
 
 * SIGTERM: finish the current job, send its result, exit 0.
@@ -37,18 +44,19 @@ import random
 import selectors
 import signal
 import socket
+import struct
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import Any, NamedTuple
 
 from gearjob import payload
 from gearjob.config import ServerAddress, Settings
 from gearjob.errors import GearjobError, JobTimeout, PayloadError, ProtocolError, ServerUnavailable
-from gearjob.protocol import Cmd, Connection, OversizePacket, Packet, pack
+from gearjob.protocol import HEADER_SIZE, MAGIC_REQ, Cmd, Connection, OversizePacket, pack
 from gearjob.registry import Registry
 from gearjob.sdnotify import Notifier
 
@@ -60,6 +68,18 @@ BACKOFF_MAX = 15.0
 TIMEOUT_REPEAT = 1.0
 #: a job still running this long after its deadline stops the systemd watchdog pings
 WATCHDOG_GRACE = 30.0
+
+#: the answer to GRAB_JOB_UNIQ + PRE_SLEEP when no job is waiting: NO_JOB, then NOOP
+PRESLEEP_ANSWER = 2 * HEADER_SIZE
+_GRAB = pack(Cmd.GRAB_JOB_UNIQ)
+_GRAB_SLEEP = _GRAB + pack(Cmd.PRE_SLEEP)
+_PRE_SLEEP = pack(Cmd.PRE_SLEEP)
+_ASSIGN = Cmd.JOB_ASSIGN_UNIQ
+_NO_JOB = Cmd.NO_JOB
+_NOOP = Cmd.NOOP
+_HEADER = struct.Struct(">4sII").pack
+_COMPLETE_HEADER = (MAGIC_REQ, int(Cmd.WORK_COMPLETE))
+_monotonic = time.monotonic
 
 #: ReloadFunc returns the new settings and registry, or raises GearjobError
 ReloadFunc = Callable[[], "tuple[Settings, Registry]"]
@@ -91,6 +111,9 @@ class _Link:
     probe: _Probe | None = None  # a non-blocking TCP connect in progress
     fd: int = -1  # registered with the selector (the connection forgets it when it closes)
     expected_not_found: int = 0  # ERROR JOB_NOT_FOUND answers to our WORK_FAIL after EXCEPTION
+    presleep: bool = False  # PRE_SLEEP was sent right after the outstanding GRAB
+    after_job: bool = False  # the outstanding GRAB went out with a job's result
+    idle_after_job: bool = True  # the last GRAB sent with a result found no job
 
     @property
     def up(self) -> bool:
@@ -108,8 +131,7 @@ class _Probe:
         self.sock: socket.socket | None = None
 
 
-@dataclass
-class _Current:
+class _Current(NamedTuple):
     """The job being run (for status, watchdog and logs)."""
 
     name: str
@@ -143,6 +165,7 @@ class Worker:
         self._sel = selectors.DefaultSelector()
         self._grab_queue: deque[_Link] = deque()
         self._grabbing: _Link | None = None
+        self._armed: _Link | None = None  # the link whose socket wakes at PRESLEEP_ANSWER
         self._stop = False
         self._stop_reason = ""
         self._reload_requested = False
@@ -156,6 +179,9 @@ class Worker:
             settings.client_id or f"gearjob-{socket.gethostname()}-{os.getpid()}"
         ).encode()
         self._wake_r, self._wake_w = socket.socketpair()
+        self._notify = self.notifier.enabled  # per-job work only when systemd listens
+        self._log_info = log.isEnabledFor(logging.INFO)  # (set again by run())
+        self._log_debug = log.isEnabledFor(logging.DEBUG)
         self._watchdog_stop = threading.Event()
 
     # ----------------------------------------------------------------- signals
@@ -207,6 +233,8 @@ class Worker:
     def run(self) -> int:
         """Serve until stopped; returns the process exit code."""
         previous = self._install_signals()
+        self._log_info = log.isEnabledFor(logging.INFO)
+        self._log_debug = log.isEnabledFor(logging.DEBUG)
         names = ", ".join(self.registry.names()) or "none"
         log.info(
             "worker starting: %d job(s) [%s], server(s) %s",
@@ -266,6 +294,7 @@ class Worker:
             self._grab_next()
             ready = [link for link in self.links if link.conn and link.conn.has_buffered()]
             if not ready:
+                self._arm()
                 for key, _ in self._sel.select(self._select_timeout()):
                     data = key.data
                     if data is None:
@@ -276,6 +305,29 @@ class Worker:
                         ready.append(data)
             for link in ready:
                 self._read(link)
+
+    def _arm(self) -> None:
+        """SO_RCVLOWAT before waiting: the link whose GRAB + PRE_SLEEP is unanswered wakes
+        the loop only once NO_JOB + NOOP (or a job) arrived; every other socket at a byte.
+        Not while something waits for the GRAB's answer (another server's turn to grab, a
+        reload): it must not wait for this server's NOOP."""
+        grabbing = self._grabbing
+        armed = self._armed
+        if (
+            grabbing is not None
+            and grabbing.presleep
+            and not self._grab_queue
+            and not self._reload_requested
+        ):
+            if armed is not grabbing and armed is not None and armed.conn is not None:
+                armed.conn.wake_when(1)
+            if grabbing.conn is not None:
+                grabbing.conn.wake_when(PRESLEEP_ANSWER)
+                self._armed = grabbing
+        elif armed is not None:
+            if armed.conn is not None:
+                armed.conn.wake_when(1)
+            self._armed = None
 
     def _select_timeout(self) -> float:
         timeout = 5.0
@@ -426,6 +478,8 @@ class Worker:
         link.state = "down"
         if self._grabbing is link:
             self._grabbing = None
+        if self._armed is link:
+            self._armed = None
         if link in self._grab_queue:
             self._grab_queue.remove(link)
         if reason is not None:
@@ -458,8 +512,10 @@ class Worker:
     def _grab_next(self) -> None:
         while self._grabbing is None and self._grab_queue and not self._stop:
             link = self._grab_queue.popleft()
-            if link.up and self._send(link, pack(Cmd.GRAB_JOB_UNIQ)):
-                link.state = "grabbing"
+            if link.up and self._send(link, _GRAB_SLEEP):  # after a NOOP: a job is expected,
+                link.state = "grabbing"  # but another worker may take it first
+                link.presleep = True
+                link.after_job = False
                 self._grabbing = link
 
     def _read(self, link: _Link) -> None:
@@ -467,37 +523,40 @@ class Worker:
         if conn is None:
             return
         try:
-            packets = conn.read_available()
+            packets = conn.read_available_raw()
         except OversizePacket as exc:
             self._oversize_job(link, exc)
             return
         except (ServerUnavailable, ProtocolError, OSError) as exc:
             self._drop(link, f"connection lost: {exc}")
             return
-        for packet in packets:
+        for cmd, args in packets:
             if link.conn is not conn:
                 return  # dropped while handling an earlier packet
-            self._handle(link, packet)
+            self._handle(link, cmd, args)
 
-    def _handle(self, link: _Link, packet: Packet) -> None:
-        cmd = packet.cmd
-        if cmd == Cmd.JOB_ASSIGN_UNIQ:
+    def _handle(self, link: _Link, cmd: Cmd, args: tuple[bytes, ...]) -> None:
+        if cmd is _ASSIGN:
             if self._grabbing is link:
                 self._grabbing = None
-            handle, function, _unique, workload = packet.args
-            self._job(link, handle, function, workload)
-        elif cmd == Cmd.NO_JOB:
+                if link.after_job:
+                    link.idle_after_job = False  # jobs are queued: next time GRAB only
+            self._job(link, args[0], args[1], args[3])
+        elif cmd is _NO_JOB:
             if self._grabbing is link:
                 self._grabbing = None
-            if self._send(link, pack(Cmd.PRE_SLEEP)):
+                if link.after_job:
+                    link.idle_after_job = True  # next time PRE_SLEEP goes with the GRAB
+            if link.presleep or self._send(link, _PRE_SLEEP):
                 link.state = "sleeping"
-        elif cmd == Cmd.NOOP:
+                link.presleep = False
+        elif cmd is _NOOP:
             if link.state == "sleeping":
                 link.state = "idle"
                 self._want_grab(link)
-        elif cmd == Cmd.ERROR:
-            code = packet.args[0].decode("utf-8", "replace") if packet.args else "?"
-            text = packet.args[1].decode("utf-8", "replace") if len(packet.args) > 1 else ""
+        elif cmd is Cmd.ERROR:
+            code = args[0].decode("utf-8", "replace")
+            text = args[1].decode("utf-8", "replace")
             if code == "JOB_NOT_FOUND" and link.expected_not_found:
                 link.expected_not_found -= 1  # gearmand 1.1: WORK_EXCEPTION already ended it
                 return
@@ -549,11 +608,12 @@ class Worker:
         handle = raw_handle.decode("utf-8", "replace")
         name = raw_function.decode("utf-8", "replace")
         limit = self._timeout_for(name)
-        started = time.monotonic()
+        started = _monotonic()
         self._current = _Current(name, handle, started, started + limit if limit else None)
-        if self.notifier.enabled:
+        if self._notify:
             self.notifier.status(f"running {name} {handle}")
-        log.debug("job %s %s started (%d bytes)", name, handle, len(workload))
+        if self._log_debug:
+            log.debug("job %s %s started (%d bytes)", name, handle, len(workload))
         request: payload.JobRequest | None = None
         try:
             if rejected is not None:
@@ -561,7 +621,9 @@ class Worker:
             request = payload.decode_request(name, workload)
             json_results = request.json_results
             data = self._execute(name, handle, request, limit)
-            reply = pack(Cmd.WORK_COMPLETE, raw_handle, data)
+            # pack(WORK_COMPLETE, handle, data) without its checks: the handle came framed
+            reply = _HEADER(*_COMPLETE_HEADER, len(raw_handle) + 1 + len(data))
+            reply += raw_handle + b"\0" + data
             outcome: BaseException | None = None
         except (Exception, SystemExit) as exc:  # a job may raise anything; the worker goes on
             reply = pack(Cmd.WORK_FAIL, raw_handle)
@@ -575,17 +637,20 @@ class Worker:
             outcome = exc
         # (not in a finally: on WorkerKilled, run() still names the unfinished job)
         self._current = None
-        duration = time.monotonic() - started
         self.jobs_done += 1
-        if outcome is None:
-            log.info("job %s %s done in %.3f s", name, handle, duration)
-        else:
-            self._log_failure(name, handle, duration, outcome)
+        if outcome is not None:
+            self._log_failure(name, handle, _monotonic() - started, outcome)
+        elif self._log_info:
+            log.info("job %s %s done in %.3f s", name, handle, _monotonic() - started)
         more = not self._stop and not self._reload_requested and not self._max_reached()
         if more and not self._grab_queue:
-            # the common case: one write for the result and the next GRAB
-            if self._send(link, reply + pack(Cmd.GRAB_JOB_UNIQ)):
+            # the common case: one write for the result and the next GRAB (and PRE_SLEEP
+            # when the queue was empty last time)
+            presleep = link.idle_after_job
+            if self._send(link, reply + (_GRAB_SLEEP if presleep else _GRAB)):
                 link.state = "grabbing"
+                link.presleep = presleep
+                link.after_job = True
                 self._grabbing = link
             else:
                 self._lost_result(name, handle, link)
@@ -594,7 +659,7 @@ class Worker:
             self._want_grab(link)
         else:
             self._lost_result(name, handle, link)
-        if self.notifier.enabled:
+        if self._notify:
             self._status()
 
     def _max_reached(self) -> bool:
@@ -611,7 +676,7 @@ class Worker:
         )
 
     def _execute(self, name: str, handle: str, request: payload.JobRequest, limit: float) -> bytes:
-        func = self.registry.get(name)
+        func = self.registry.functions.get(name)
         if func is None:
             raise UnknownJob(
                 f"job {name} is not registered on this worker (it has "

@@ -384,7 +384,8 @@ def test_a_broken_server_is_dropped_with_a_logged_error_and_reconnected(
     pid = fake.worker.pid
     assert fake.peer is not None
     fake.peer.until(Cmd.GRAB_JOB_UNIQ)
-    fake.peer.send(data)
+    # (a worker waiting for NO_JOB + NOOP reads once 24 bytes are there, or at the end)
+    fake.peer.send(data.ljust(24, b"\0"))
     if logged == "closed by the server":
         fake.peer.close()  # a truncated packet, then the end
     fake.worker.wait_log(re.escape(logged))
