@@ -14,6 +14,8 @@
 #             gearjob-systemd:debian-12; the suite name when the version is unknown)
 #   --force   rebuild even when the image exists and was built by this script as it is now
 #   --quiet   say nothing when the image is up to date
+#   --minimal leave out the database servers (MariaDB, PostgreSQL), which are
+#             otherwise installed, disabled, to save the queue scenarios time
 #
 # The root file system comes from `debootstrap --variant=minbase` and is fed to
 # `docker import`; nothing is pulled from a container registry. Needs root,
@@ -22,9 +24,9 @@ set -euo pipefail
 
 die() { echo "build-image.sh: $*" >&2; exit 2; }
 
-usage() { sed -n '2,20s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,22s/^# \{0,1\}//p' "$0"; }
 
-DIST="" SUITE="" MIRROR="" KEYRING="" NAME="" FORCE=0 QUIET=0
+DIST="" SUITE="" MIRROR="" KEYRING="" NAME="" FORCE=0 QUIET=0 MINIMAL=0
 positional=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -34,6 +36,7 @@ while [ $# -gt 0 ]; do
         --name=*) NAME="${1#*=}"; shift ;;
         --force) FORCE=1; shift ;;
         --quiet) QUIET=1; shift ;;
+        --minimal) MINIMAL=1; shift ;;
         -h|--help) usage; exit 0 ;;
         -*) usage >&2; die "unknown option: $1" ;;
         *) positional+=("$1"); shift ;;
@@ -75,26 +78,35 @@ command -v docker >/dev/null || die "docker is not installed (apt-get install do
 # host with (ss from iproute2, ps from procps). Everything the role itself needs
 # is installed by the role.
 INCLUDE="systemd,systemd-sysv,python3,python3-apt,iproute2,procps"
-
-# One build at a time on a machine (they are I/O and CPU heavy, and two builds
-# of the same name would race).
-exec 9>/var/lock/gearjob-build-image.lock
-flock 9
+# The database servers of the queue scenarios take most of a scenario's time
+# to install (PostgreSQL: ~40 s of dpkg and initdb), so they are in the image,
+# installed but disabled: hosts that need one enable and start it (their
+# apt tasks still run and find the package present).
+PRESERVED_SERVICES="mariadb postgresql"
+EXTRA_PACKAGES="mariadb-server postgresql"
 
 # The image records a digest of this script; an image built by another version
 # of the script is rebuilt.
-SCRIPT_DIGEST="$(sha256sum "$0" | cut -c1-16)"
+SCRIPT_DIGEST="$( { sha256sum <"$0"; echo "minimal=$MINIMAL"; } | sha256sum | cut -c1-16)"
 if [ "$FORCE" -eq 0 ] && current="$(docker image inspect -f '{{ index .Config.Labels "org.gearjob.build-script" }}' "$NAME" 2>/dev/null)" \
         && [ "$current" = "$SCRIPT_DIGEST" ]; then
     [ "$QUIET" -eq 1 ] || echo "build-image.sh: $NAME is up to date"
     exit 0
 fi
 
+# One build at a time on a machine (they are I/O and CPU heavy, and two builds
+# of the same name would race).
+exec 9>/var/lock/gearjob-build-image.lock
+flock 9
+
 SCRIPT="$SUITE"
 [ -e "/usr/share/debootstrap/scripts/$SUITE" ] || SCRIPT="/usr/share/debootstrap/scripts/$FALLBACK_SCRIPT"
 
 workdir="$(mktemp -d /var/tmp/gearjob-image.XXXXXX)"
-cleanup() { rm -rf --one-file-system "$workdir"; }
+cleanup() {
+    mountpoint -q "$workdir/rootfs/proc" 2>/dev/null && umount "$workdir/rootfs/proc"
+    rm -rf --one-file-system "$workdir"
+}
 trap cleanup EXIT
 rootfs="$workdir/rootfs"
 
@@ -108,6 +120,23 @@ if ! debootstrap --variant=minbase --keyring="$KEYRING" --components="$COMPONENT
     tail -n 30 "$workdir/debootstrap.log" >&2
     [ -f "$rootfs/debootstrap/debootstrap.log" ] && tail -n 30 "$rootfs/debootstrap/debootstrap.log" >&2
     die "debootstrap failed"
+fi
+
+if [ "$MINIMAL" -eq 0 ]; then
+    # Installed with every service start refused (policy-rc.d), then disabled.
+    printf '#!/bin/sh\nexit 101\n' >"$rootfs/usr/sbin/policy-rc.d"
+    chmod 0755 "$rootfs/usr/sbin/policy-rc.d"
+    mount -t proc proc "$rootfs/proc"
+    if ! { chroot "$rootfs" apt-get update -qq &&
+           chroot "$rootfs" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+               --no-install-recommends $EXTRA_PACKAGES; } >"$workdir/extra.log" 2>&1; then
+        umount "$rootfs/proc"
+        tail -n 30 "$workdir/extra.log" >&2
+        die "installing $EXTRA_PACKAGES failed"
+    fi
+    umount "$rootfs/proc"
+    chroot "$rootfs" systemctl disable $PRESERVED_SERVICES >/dev/null 2>&1
+    rm -f "$rootfs/usr/sbin/policy-rc.d"
 fi
 
 # Package sources inside the image: the same mirror, plus the updates suite.
