@@ -75,9 +75,14 @@ if [ "$(docker container inspect --format '{{.State.Running}}' "$NAME" 2>/dev/nu
 else
     echo "$NAME is running already"
 fi
-state="$(docker exec "$NAME" timeout 60 systemctl is-system-running --wait 2>/dev/null || true)"
+state=""
+for _ in $(seq 1 60); do
+    state="$(docker exec "$NAME" systemctl is-system-running 2>/dev/null || true)"
+    case "$state" in running|degraded) break ;; esac
+    sleep 1
+done
 case "$state" in
-    running|degraded) ;;
+    running|degraded) echo "systemd is $state" ;;
     *) docker logs --tail 30 "$NAME" >&2 || true; die "systemd in $NAME did not boot (state: ${state:-unknown})" ;;
 esac
 
