@@ -32,8 +32,8 @@ from .errors import (
     ProtocolError,
     ServerUnavailable,
 )
-from .payload import decode_exception, decode_result, encode_request
-from .protocol import HEADER_SIZE, Cmd, Connection, pack
+from .payload import decode_exception, decode_result, encode_request, frozen
+from .protocol import HEADER_SIZE, Cmd, Connection, pack, pack_unchecked
 
 __all__ = [
     "Client",
@@ -348,7 +348,7 @@ class Client:
                 f"max_packet_size {self.max_packet_size}; pass a reference (a path or URL) "
                 "to large data instead"
             )
-        return pack(cmd, function, unique, workload)
+        return pack_unchecked(cmd, function, unique, workload)  # both checked already
 
     def _deadline(self, timeout: float | EllipsisType | None) -> tuple[float | None, float | None]:
         limit = self.timeout if timeout is ... else timeout
@@ -724,22 +724,23 @@ class Client:
     ) -> list[_BatchJob]:
         prepared: list[_BatchJob] = []
         for index, job in enumerate(jobs):
-            if not isinstance(job, Mapping):
+            if type(job) is not dict and not isinstance(job, Mapping):
                 raise TypeError(
                     f"batch job {index} must be a mapping like "
                     f'{{"job_name": ..., "args": [...]}}, not {type(job).__name__}'
                 )
-            unknown = set(job) - _BATCH_KEYS
-            if unknown:
+            if not job.keys() <= _BATCH_KEYS:
                 raise ValueError(
-                    f"batch job {index} has unknown key(s) {sorted(unknown)}; "
+                    f"batch job {index} has unknown key(s) {sorted(set(job) - _BATCH_KEYS)}; "
                     f"known keys: {', '.join(sorted(_BATCH_KEYS))}"
                 )
             if "job_name" not in job:
                 raise ValueError(f"batch job {index} has no job_name")
             job_name = job["job_name"]
             args = job.get("args", [])
-            if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
+            if type(args) is not list and (
+                isinstance(args, (str, bytes)) or not isinstance(args, Sequence)
+            ):
                 raise ValueError(
                     f"batch job {index} ({job_name}): args must be a list, not "
                     f"{type(args).__name__}"
@@ -870,12 +871,14 @@ class Client:
                                 if cmd is _COMPLETE and args[0] in running:
                                     value = decode_result(args[1])
                                     for job in running.pop(args[0]):
-                                        finish(
-                                            job,
-                                            JobResult(
-                                                job.job_name, True, value, None, job.handle_text
-                                            ),
-                                        )
+                                        result = {
+                                            "job_name": job.job_name,
+                                            "ok": True,
+                                            "value": value,
+                                            "error": None,
+                                            "handle": job.handle_text,
+                                        }
+                                        finish(job, frozen(JobResult, result))
                                 elif cmd is _CREATED and bc.awaiting:
                                     job = bc.awaiting.popleft()
                                     job.handle = args[0]

@@ -180,6 +180,13 @@ def pack(cmd: Cmd, *args: bytes) -> bytes:
     return _pack_header(MAGIC_REQ, cmd, len(body)) + body
 
 
+def pack_unchecked(cmd: Cmd, *args: bytes) -> bytes:
+    """:func:`pack` for arguments already known to be free of NUL bytes (a job name or
+    unique key validated once), without checking them again."""
+    body = b"\0".join(args)
+    return _pack_header(MAGIC_REQ, cmd, len(body)) + body
+
+
 def pack_response(cmd: Cmd, *args: bytes) -> bytes:
     """Build a response packet (what a job server sends); used by tests and tools."""
     body = b"\0".join(args)
@@ -823,6 +830,36 @@ class Connection:
         """:meth:`read_available` as ``(cmd, args)`` tuples (no Packet objects)."""
         self._fill()
         packets: list[tuple[Cmd, tuple[bytes, ...]]] = []
+        buf = self._buf
+        if type(buf) is bytes and self._deferred is None:
+            # the common case in one loop (many packets per read in a batch); anything
+            # unusual (an error, an oversize packet) is left to _take below
+            append = packets.append
+            pos = self._pos
+            have = len(buf)
+            limit = self.max_packet_size
+            while have - pos >= HEADER_SIZE:
+                magic, num, size = _unpack_header(buf, pos)
+                end = pos + HEADER_SIZE + size
+                if magic != MAGIC_RES or num >= _NUM_CMDS or size > limit or end > have:
+                    break
+                cmd = _CMD_BY_NUM[num]
+                nargs = _NARGS_BY_NUM[num]
+                if cmd is None:
+                    break
+                if nargs == 0:
+                    if size:
+                        break
+                    append((cmd, ()))
+                elif nargs == 1:
+                    append((cmd, (buf[pos + HEADER_SIZE : end],)))
+                else:
+                    args = tuple(buf[pos + HEADER_SIZE : end].split(b"\0", nargs - 1))
+                    if len(args) != nargs:
+                        break
+                    append((cmd, args))
+                pos = end
+            self._pos = pos
         take = self._take
         while True:
             try:
