@@ -557,6 +557,10 @@ class Client:
                     f"{exc} while waiting for job {job_name} ({_handle_text(handle)})",
                     server.name,
                 ) from exc
+            except ProtocolError as exc:  # e.g. a result larger than max_packet_size
+                raise ProtocolError(
+                    f"{exc}; while waiting for job {job_name} ({_handle_text(handle)})"
+                ) from exc
             if cmd is Cmd.WORK_COMPLETE and args[0] == handle:
                 return decode_result(args[1])
             if cmd in _FINAL:
