@@ -5,11 +5,17 @@ loopback port):
 
   a) N sequential foreground jobs through one worker: jobs/s, p50/p99 latency per job
   b) N background jobs submitted with no worker running (submit jobs/s, p50/p99 submit latency),
-     then drained by one worker of the same implementation (drain jobs/s)
+     then drained by one worker of the same implementation (drain jobs/s, timed from the moment
+     the worker has registered, so that its start-up is not counted)
   c) an N-job foreground batch through two workers: jobs/s
 
 In a) and c) every client talks to the same workers, gearjob's daemon (what a deployment runs), so
 the figures compare clients; b)'s drain compares the workers themselves.
+
+The cases run in rounds (--rounds, default 3): in each round every case runs for the three
+implementations back to back, in an order that rotates from round to round, and the table shows
+the median of the rounds. A load that comes and goes on the machine then hits every implementation
+alike instead of the one that happened to run at the time.
 
 It prints a table, gearjob's ratios to the others with the project's targets, and the resident memory
 of an idle gearjob worker. Run it with bench/run.sh, which builds the C peer and the virtualenv.
@@ -22,6 +28,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -118,29 +125,57 @@ class Stack:
         return result
 
 
-def run_stack(stack: Stack, common_worker: Stack, n: int) -> dict[str, float]:
-    """Clients are measured against the same worker (gearjob's, what a deployment runs), so the
-    client is what differs; the drain case measures each implementation's own worker."""
-    figures: dict[str, float] = {}
-    with gearmand() as port:
-        with common_worker.workers(port, 1):
-            r = stack.client("fg", port, n)
-        figures |= {"fg_jobs_s": n / r["seconds"], "fg_p50_ms": r["p50_ms"], "fg_p99_ms": r["p99_ms"]}
+def case_fg(stack: Stack, common_worker: Stack, n: int) -> dict[str, float]:
+    """a) sequential foreground jobs through one worker (the common one: the client differs)."""
+    with gearmand() as port, common_worker.workers(port, 1):
+        r = stack.client("fg", port, n)
+    return {"fg_jobs_s": n / r["seconds"], "fg_p50_ms": r["p50_ms"], "fg_p99_ms": r["p99_ms"]}
+
+
+def case_bg(stack: Stack, common_worker: Stack, n: int) -> dict[str, float]:
+    """b) background submissions with no worker, then the drain by the stack's own worker."""
     with gearmand() as port:
         r = stack.client("bg", port, n)
-        figures |= {"bg_submit_jobs_s": n / r["seconds"], "bg_p50_ms": r["p50_ms"],
-                    "bg_p99_ms": r["p99_ms"]}
+        figures = {"bg_submit_jobs_s": n / r["seconds"], "bg_p50_ms": r["p50_ms"],
+                   "bg_p99_ms": r["p99_ms"]}
         if queue(port)[0] != n:
             raise RuntimeError(f"{stack.name}: {queue(port)[0]} of {n} background jobs queued")
-        start = time.perf_counter()
         with stack.workers(port, 1):
+            # timed from the worker's registration: its start-up (an interpreter, imports) is
+            # not part of the job rate
+            start = time.perf_counter()
+            left = queue(port)[0]
             while queue(port)[0]:
                 time.sleep(0.005)
-            figures["bg_drain_jobs_s"] = n / (time.perf_counter() - start)
+            if left < n // 2:
+                raise RuntimeError(f"{stack.name}: the drain was over before it was timed; use more jobs")
+            figures["bg_drain_jobs_s"] = left / (time.perf_counter() - start)
+    return figures
+
+
+def case_batch(stack: Stack, common_worker: Stack, n: int) -> dict[str, float]:
+    """c) one foreground batch through two workers (the common ones)."""
     with gearmand() as port, common_worker.workers(port, 2):
         r = stack.client("batch", port, n)
-        figures["batch_jobs_s"] = n / r["seconds"]
-    return figures
+    return {"batch_jobs_s": n / r["seconds"]}
+
+
+CASES = [case_fg, case_bg, case_batch]
+
+
+def run_rounds(stacks: list[Stack], common_worker: Stack, n: int, rounds: int) -> dict[str, dict[str, float]]:
+    """Every case for every stack, `rounds` times, in a rotating order; the median per figure."""
+    samples: dict[str, dict[str, list[float]]] = {s.name: {} for s in stacks}
+    for r in range(rounds):
+        order = stacks[r % len(stacks):] + stacks[:r % len(stacks)]
+        for case in CASES:
+            for stack in order:
+                print(f"round {r + 1}/{rounds}: {case.__name__} {stack.name} ({n} jobs)",
+                      file=sys.stderr, flush=True)
+                for key, value in case(stack, common_worker, n).items():
+                    samples[stack.name].setdefault(key, []).append(value)
+    return {name: {key: statistics.median(values) for key, values in figures.items()}
+            for name, figures in samples.items()}
 
 
 def idle_worker_rss_mb(stack: Stack) -> float:
@@ -169,6 +204,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--jobs", type=int, default=20_000, help="jobs per case (default 20000)")
     parser.add_argument("--c-peer", required=True, help="path of the compiled gearbench binary")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; the median is shown (default 3)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     args = parser.parse_args()
 
@@ -186,14 +222,15 @@ def main() -> int:
                FUNCTION],
               [python, str(PEERS / "python3_gearman_peer.py")], env),
     ]
-    results: dict[str, dict[str, float]] = {}
-    for stack in stacks:
-        print(f"running {stack.name} ({args.jobs} jobs per case) ...", file=sys.stderr, flush=True)
-        results[stack.name] = run_stack(stack, stacks[1], args.jobs)
+    load_before = os.getloadavg()[0]
+    results = run_rounds(stacks, stacks[1], args.jobs, args.rounds)
     rss = idle_worker_rss_mb(stacks[1])
+    load_after = os.getloadavg()[0]
 
     names = [s.name for s in stacks]
-    print(f"\nN = {args.jobs:,} jobs per case, gearmand -t 1 on loopback, {os.cpu_count()} cores\n")
+    print(f"\nN = {args.jobs:,} jobs per case, median of {args.rounds} round(s), gearmand -t 1 on "
+          f"loopback, {os.cpu_count()} cores, load average {load_before:.1f} before, "
+          f"{load_after:.1f} after\n")
     print("| case | " + " | ".join(names) + " |")
     print("|---|" + "---:|" * len(names))
     for label, key, fmt in ROWS:
@@ -215,7 +252,8 @@ def main() -> int:
     for label, ok in checks:
         print(f"{'met ' if ok else 'MISSED'} {label}")
     if args.json:
-        print(json.dumps({"jobs": args.jobs, "results": results, "idle_worker_rss_mb": rss}))
+        print(json.dumps({"jobs": args.jobs, "rounds": args.rounds, "results": results,
+                          "idle_worker_rss_mb": rss}))
     return 0 if all(ok for _, ok in checks) else 1
 
 
