@@ -439,9 +439,9 @@ class Connection:
     def wake_when(self, nbytes: int) -> None:
         """Let select/poll report the socket readable only once ``nbytes`` have arrived
         (SO_RCVLOWAT; plain TCP only). Applied only while nothing is buffered (a partial
-        packet may need fewer bytes to complete), otherwise the socket wakes at a byte.
-        End of file and errors always wake."""
-        if self._tls or self._pos < len(self._buf):
+        packet may need fewer bytes to complete) and no oversize body is being skipped,
+        otherwise the socket wakes at a byte. End of file and errors always wake."""
+        if self._tls or self._skip or self._pos < len(self._buf):
             nbytes = 1
         if nbytes != self._lowat:
             self._set_lowat(nbytes)
