@@ -85,9 +85,10 @@ INCLUDE="systemd,systemd-sysv,python3,python3-apt,iproute2,procps"
 PRESERVED_SERVICES="mariadb postgresql"
 EXTRA_PACKAGES="mariadb-server postgresql"
 
-# The image records a digest of this script; an image built by another version
-# of the script is rebuilt.
-SCRIPT_DIGEST="$( { sha256sum <"$0"; echo "minimal=$MINIMAL"; } | sha256sum | cut -c1-16)"
+# The image records a digest of its recipe; an image built from another recipe
+# is rebuilt. Bump RECIPE when a change below alters what goes into the image.
+RECIPE=4
+SCRIPT_DIGEST="$(echo "$RECIPE $INCLUDE minimal=$MINIMAL $EXTRA_PACKAGES $MIRROR" | sha256sum | cut -c1-16)"
 if [ "$FORCE" -eq 0 ] && current="$(docker image inspect -f '{{ index .Config.Labels "org.gearjob.build-script" }}' "$NAME" 2>/dev/null)" \
         && [ "$current" = "$SCRIPT_DIGEST" ]; then
     [ "$QUIET" -eq 1 ] || echo "build-image.sh: $NAME is up to date"
@@ -184,10 +185,13 @@ rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/var
 # apt cache_valid_time refreshes them on first use.
 touch -d @0 "$rootfs/var/lib/apt/lists"
 
+previous="$(docker image inspect -f '{{ .Id }}' "$NAME" 2>/dev/null || true)"
 tar --numeric-owner --xattrs -C "$rootfs" -c . | docker import \
     --change 'ENV container=docker' \
     --change 'CMD ["/lib/systemd/systemd"]' \
     --change "LABEL org.gearjob.build-script=$SCRIPT_DIGEST" \
     --change "LABEL org.gearjob.source=$DIST-$SUITE" \
     - "$NAME" >/dev/null
+# The image this one replaces, unless a container still uses it.
+[ -z "$previous" ] || docker rmi "$previous" >/dev/null 2>&1 || true
 echo "build-image.sh: built $NAME in $(( $(date +%s) - start )) s"

@@ -98,6 +98,15 @@ def wait_until(what: str, check: Callable[[], bool], limit: float = 60.0) -> Non
         time.sleep(0.5)
 
 
+def wait_for_restart(host: Any, before: int, port: int) -> None:
+    """Wait until systemd replaced gearmand ``before`` and the new one answers on ``port``."""
+    wait_until(
+        "systemd to restart gearmand",
+        lambda: main_pid(host) not in (0, before)
+        and host.run(f"gearadmin -h 127.0.0.1 -p {port} --status").rc == 0,
+    )
+
+
 def status(host: Any, function: str, port: int) -> tuple[int, int, int] | None:
     """(total, running, workers) of ``function`` from gearadmin --status, None if unknown."""
     out = host.check_output(f"gearadmin -h 127.0.0.1 -p {port} --status")
@@ -213,11 +222,7 @@ class Persistence:
 
         before = main_pid(host)
         host.check_output(f"kill -9 {before}")
-        wait_until(
-            "systemd to restart gearmand after kill -9",
-            lambda: main_pid(host) not in (0, before)
-            and host.run(f"gearadmin -h 127.0.0.1 -p {self.port} --status").rc == 0,
-        )
+        wait_for_restart(host, before, self.port)
         survived = status(host, function, self.port)
         assert survived is not None, "the queued function is gone after kill -9"
         assert survived == (jobs, 0, 0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gearjob_testinfra import SERVICE, listening, main_pid, params, role_internal_vars, wait_until
+from gearjob_testinfra import SERVICE, listening, main_pid, params, role_internal_vars, wait_for_restart
 
 testinfra_hosts = ["ansible://gearman_servers"]
 
@@ -165,10 +165,10 @@ def test_unit_is_ordered_after_a_local_queue_database(host: Any, gearman_vars: d
         assert (unit in props.get("Wants", "").split()) == local, (name, props.get("Wants"))
 
 
-def test_gearmand_is_restarted_after_a_crash(host: Any) -> None:
+def test_gearmand_is_restarted_after_a_crash(host: Any, gearman_vars: dict[str, Any]) -> None:
     before = main_pid(host)
     restarts = int(host.check_output(f"systemctl show --property NRestarts --value {SERVICE}"))
     host.check_output(f"kill -SEGV {before}")
-    wait_until("systemd to restart gearmand", lambda: main_pid(host) not in (0, before))
+    wait_for_restart(host, before, gearman_vars["gearman_server_port"])
     after = int(host.check_output(f"systemctl show --property NRestarts --value {SERVICE}"))
     assert after == restarts + 1
