@@ -484,3 +484,22 @@ def test_oversize_packet_of_another_command_still_closes(
 def test_skipping_needs_an_argument_to_skip() -> None:
     with pytest.raises(ValueError, match="NOOP packets cannot be skipped"):
         Connection(FAKE, skip_oversize=[Cmd.NOOP])
+
+
+def test_wake_when_applies_only_with_nothing_buffered(
+    tcp_pair: tuple[Connection, socket.socket],
+) -> None:
+    conn, peer = tcp_pair
+    conn.wake_when(24)
+    assert lowat(conn) == 24
+    peer.sendall(pack_response(Cmd.NO_JOB) + pack_response(Cmd.NOOP)[:5])  # 17 bytes
+    with selectors.DefaultSelector() as sel:
+        sel.register(conn.fileno(), selectors.EVENT_READ)
+        conn.wake_when(1)  # wakes at once: the bytes are there
+        assert sel.select(5)
+        assert conn.read_available() == [Packet(Cmd.NO_JOB, ())]
+        conn.wake_when(24)  # a partial packet is buffered: 7 more bytes complete it
+        assert lowat(conn) == 1
+        peer.sendall(pack_response(Cmd.NOOP)[5:])
+        assert sel.select(5)
+    assert conn.read_available() == [Packet(Cmd.NOOP, ())]

@@ -429,3 +429,35 @@ def test_a_two_gigabyte_job_fails_at_once_with_bounded_memory(fake: FakeGearmand
     assert "its packet is 2147483648 bytes, more than this worker's max_packet_size" in log
     assert "connection lost" not in log
     assert fake.worker.proc is not None and fake.worker.proc.poll() is None
+
+
+def test_the_worker_pipelines_pre_sleep_when_no_job_is_expected(fake: FakeGearmand) -> None:
+    """GRAB_JOB_UNIQ and PRE_SLEEP go out together after a NOOP and after a job when the
+    queue was empty last time, GRAB_JOB_UNIQ alone while jobs keep coming."""
+    peer = fake.peer
+    assert peer is not None
+
+    def next_cmds(count: int) -> list[Cmd]:
+        return [peer.packet()[0] for _ in range(count)]
+
+    def assign(n: int) -> None:
+        peer.send(pack_response(Cmd.JOB_ASSIGN_UNIQ, b"H:c:%d" % n, b"record", b"", b"{}"))
+
+    peer.until(Cmd.GRAB_JOB_UNIQ)  # after CAN_DO
+    assert next_cmds(1) == [Cmd.PRE_SLEEP]
+    peer.send(pack_response(Cmd.NO_JOB) + pack_response(Cmd.NOOP))
+    # no PRE_SLEEP of its own after that NO_JOB: the next packets are the NOOP's GRAB
+    assert next_cmds(2) == [Cmd.GRAB_JOB_UNIQ, Cmd.PRE_SLEEP]
+    assign(1)  # the queue was empty: the result goes with GRAB + PRE_SLEEP
+    assert next_cmds(3) == [Cmd.WORK_COMPLETE, Cmd.GRAB_JOB_UNIQ, Cmd.PRE_SLEEP]
+    assign(2)  # that GRAB found a job: the next one goes without PRE_SLEEP
+    assert next_cmds(2) == [Cmd.WORK_COMPLETE, Cmd.GRAB_JOB_UNIQ]
+    assign(3)
+    assert next_cmds(2) == [Cmd.WORK_COMPLETE, Cmd.GRAB_JOB_UNIQ]
+    peer.send(pack_response(Cmd.NO_JOB))  # the queue ran dry: PRE_SLEEP on its own
+    assert next_cmds(1) == [Cmd.PRE_SLEEP]
+    peer.send(pack_response(Cmd.NOOP))
+    assert next_cmds(2) == [Cmd.GRAB_JOB_UNIQ, Cmd.PRE_SLEEP]
+    assign(4)  # and after an empty queue, PRE_SLEEP comes back with the GRAB
+    assert next_cmds(3) == [Cmd.WORK_COMPLETE, Cmd.GRAB_JOB_UNIQ, Cmd.PRE_SLEEP]
+    assert fake.runs() == 4
