@@ -208,9 +208,10 @@ class OversizePacket(ProtocolError):
 
     Raised (once) for a command the connection was told to skip (``skip_oversize``): the
     packet's body is then discarded as it arrives, without being buffered, and the
-    connection stays usable. ``args`` are the packet's leading arguments (a job handle,
+    connection stays usable. ``args_`` are the packet's leading arguments (a job handle,
     function name, unique key); ``head`` is the start of its last argument (at most
-    PEEK_SIZE bytes, never the whole); ``size`` is the body length the header announced.
+    PEEK_SIZE bytes, never the whole); ``size`` is the body length the header announced,
+    ``limit`` the max_packet_size it exceeds.
     """
 
     def __init__(
