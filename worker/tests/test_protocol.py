@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import pickle
 import selectors
 import socket
 import struct
@@ -437,6 +438,8 @@ def test_oversize_assign_is_skipped_and_the_connection_kept(
     assert f"JOB_ASSIGN_UNIQ packet of {size} bytes, more than max_packet_size 65536" in str(exc)
     assert conn.connected
     assert not conn.has_buffered()
+    copy = pickle.loads(pickle.dumps(exc))
+    assert (str(copy), copy.cmd, copy.size, copy.args_) == (str(exc), exc.cmd, exc.size, exc.args_)
 
 
 def test_oversize_packet_buffered_whole_with_packets_around_it(
