@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import json
 import shlex
+from pathlib import Path
 from typing import Any
 
 from gearjob_workers import (
+    all_running,
     batch_results,
     new_tag,
     records,
+    run_playbook,
+    wait_registered,
     wait_until,
     worker_pids,
+    workers_on,
     write_jobs,
 )
 
 testinfra_hosts = ["ansible://gearjob_clients"]
 
 SERVER_UNIT = "gearman-job-server"
+SIDE_PLAYBOOK = Path(__file__).resolve().parents[2] / "stack" / "register-new-job.yml"
 
 
 def address(server: Any) -> str:
@@ -33,11 +39,6 @@ def functions_on(client: Any, server: str) -> dict[str, dict[str, Any]] | None:
     return {f["function"]: f for f in report["functions"]}
 
 
-def workers_on(client: Any, server: str, function: str = "my_module_hello_world") -> int:
-    known = functions_on(client, server) or {}
-    return int(known.get(function, {}).get("workers", 0))
-
-
 def submit(client: Any, *args: str) -> Any:
     return client.run("gearjob submit " + " ".join(shlex.quote(a) for a in args))
 
@@ -48,14 +49,26 @@ def test_client_config_lists_both_servers(host: Any, group: Any) -> None:
     assert f"servers = {expected}" in config
 
 
+def registered_everywhere(host: Any, group: Any) -> None:
+    """Wait until every worker process is registered with every server."""
+    count = len(worker_pids(group("gearjob_workers")[0]))
+    for server in group("gearman_servers"):
+        wait_registered(host, count, address(server))
+
+
 def test_workers_register_with_every_server(host: Any, group: Any) -> None:
+    registered_everywhere(host, group)
     worker = group("gearjob_workers")[0]
     count = len(worker_pids(worker))
+    assert count == 2
     for server in group("gearman_servers"):
-        assert workers_on(host, address(server)) == count, address(server)
+        known = functions_on(host, address(server)) or {}
+        for function in ("my_module_hello_world", "my_module_slow", "my_module_record"):
+            assert known[function]["workers"] == count, (address(server), function)
 
 
 def test_jobs_submitted_to_either_server_run(host: Any, group: Any) -> None:
+    registered_everywhere(host, group)
     worker = group("gearjob_workers")[0]
     for server in group("gearman_servers"):
         cmd = submit(host, "--server", address(server), "my_module_hello_world", "cluster")
@@ -71,6 +84,7 @@ def test_jobs_submitted_to_either_server_run(host: Any, group: Any) -> None:
 
 
 def test_one_server_down_then_back(host: Any, group: Any) -> None:
+    registered_everywhere(host, group)
     first, second = group("gearman_servers")[:2]
     worker = group("gearjob_workers")[0]
     before = worker_pids(worker)
@@ -139,3 +153,19 @@ def test_queued_jobs_survive_in_mariadb(host: Any, group: Any) -> None:
     found = wait_until("the queued job to run", lambda: records(worker, tag), limit=90)
     assert found[0]["value"] == tag
     wait_until("the queue table to be empty", lambda: rows() == 0)
+
+
+def test_new_job_is_applied_with_sighup_on_both_servers(host: Any, group: Any) -> None:
+    registered_everywhere(host, group)
+    worker = group("gearjob_workers")[0]
+    before = wait_until("every instance to run", lambda: all_running(worker), 30)
+    new_job = new_tag("reverse").replace("-", "_")  # a new name on every run
+    run_playbook(SIDE_PLAYBOOK, "-e", f"gearjob_test_new_job={new_job}")
+    # gearjob_worker_config_change: reload -> the same processes re-read worker.toml.
+    assert worker_pids(worker) == before
+    journal = worker.check_output("journalctl --unit 'gearjob-worker@*' --no-pager --lines 200")
+    assert journal.count(f"added: {new_job}") == len(before), journal[-2000:]
+    for server in group("gearman_servers"):
+        cmd = submit(host, "--server", address(server), new_job, "abc")
+        assert cmd.rc == 0 and cmd.stdout.strip() == "cba", cmd.stderr
+        assert workers_on(host, address(server), new_job) == len(before)

@@ -54,6 +54,29 @@ def all_running(host: Any, count: int | None = None) -> dict[int, int] | None:
     return pids if all(pids.values()) else None
 
 
+def workers_on(host: Any, server: str | None = None, function: str = "my_module_slow") -> int:
+    """How many workers a job server lists for ``function`` (`gearjob status`, run on
+    ``host``; the client configuration's servers added up when ``server`` is None)."""
+    option = f" --server {server}" if server else ""
+    cmd = host.run(f"gearjob status --json{option}")
+    total = 0
+    for report in json.loads(cmd.stdout)["servers"]:
+        for entry in report.get("functions", []):
+            if entry["function"] == function:
+                total += int(entry["workers"])
+    return total
+
+
+def wait_registered(host: Any, count: int, server: str | None = None) -> None:
+    """Wait until ``count`` workers are registered; after a job server restarts (the shared
+    server tests kill it) the workers reconnect by themselves, with a back-off."""
+    wait_until(
+        f"{count} workers registered with {server or 'the job servers'}",
+        lambda: workers_on(host, server) == count,
+        limit=60,
+    )
+
+
 def records(host: Any, tag: str | None = None) -> list[dict[str, Any]]:
     """Lines of the example jobs' record file (only those for ``tag`` when given)."""
     text = host.run(f"cat {RECORDS} 2>/dev/null").stdout

@@ -18,6 +18,7 @@ from gearjob_workers import (
     recap_changed,
     records,
     run_playbook,
+    wait_registered,
     wait_until,
     worker_pids,
     write_jobs,
@@ -104,6 +105,7 @@ def test_background_job_returns_a_handle_and_runs(host: Any) -> None:
 
 
 def test_batch_of_50_succeeds_on_every_worker(host: Any) -> None:
+    wait_registered(host, instances(host))
     path = write_jobs(host, "batch-50", [{"job_name": "my_module_slow", "args": [0.05]}] * 50)
     cmd = host.run(f"gearjob batch {path}")
     assert cmd.rc == 0, cmd.stderr
@@ -115,6 +117,7 @@ def test_batch_of_50_succeeds_on_every_worker(host: Any) -> None:
 
 def test_slow_batch_runs_in_parallel(host: Any, record_property: Any) -> None:
     jobs, seconds = 6, 1.0
+    wait_registered(host, instances(host))
     tag = new_tag("parallel")
     path = write_jobs(host, tag, [{"job_name": "my_module_slow", "args": [seconds, tag]}] * jobs)
     started = time.monotonic()
@@ -187,7 +190,7 @@ def test_registering_a_new_job_restarts_each_worker_without_losing_jobs(host: An
     try:
         running = wait_until("the long job to start", lambda: records(host, tag))[0]["pid"]
         batch = Background(host, f"{tag}-batch", f"gearjob batch {batch_path}")
-        run_playbook(SCENARIO / "register-new-job.yml", "-e", f"stack_new_job={new_job}")
+        run_playbook(SCENARIO / "register-new-job.yml", "-e", f"gearjob_test_new_job={new_job}")
         after = wait_until("every instance to run", lambda: all_running(host), 30)
         # Every instance restarted: a new process each.
         assert not set(after.values()) & set(before.values()), (before, after)
@@ -203,7 +206,9 @@ def test_registering_a_new_job_restarts_each_worker_without_losing_jobs(host: An
         cmd = submit(host, new_job, "abc")
         assert cmd.rc == 0 and cmd.stdout.strip() == "cba", cmd.stderr
         # The same run again changes nothing and restarts nothing.
-        again = run_playbook(SCENARIO / "register-new-job.yml", "-e", f"stack_new_job={new_job}")
+        again = run_playbook(
+            SCENARIO / "register-new-job.yml", "-e", f"gearjob_test_new_job={new_job}"
+        )
         assert set(recap_changed(again.stdout).values()) == {0}, again.stdout[-3000:]
         assert worker_pids(host) == after
     finally:
