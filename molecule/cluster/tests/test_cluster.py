@@ -125,7 +125,7 @@ def test_queued_jobs_survive_in_mariadb(host: Any, group: Any) -> None:
     first = group("gearman_servers")[0]
     worker = group("gearjob_workers")[0]
     database = group("gearman_queue_db")[0]
-    count = "mysql -N -B -e 'SELECT COUNT(*) FROM gearman.gearman_queue_s1'"
+    count = "mysql -N -B -e 'SELECT COUNT(*) FROM gearman_s1.gearman_queue'"
 
     def rows() -> int:
         return int(database.check_output(count))
