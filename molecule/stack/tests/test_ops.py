@@ -19,7 +19,7 @@ from gearjob_ops import (
     unit_properties,
 )
 from gearjob_testinfra import status
-from gearjob_workers import all_running, wait_until
+from gearjob_workers import all_running, wait_registered, wait_until
 
 testinfra_hosts = ["ansible://gearman_servers"]
 
@@ -33,6 +33,8 @@ def gearmand_pid(host: Any) -> int:
 def test_exporter_reports_the_server_and_its_workers(host: Any) -> None:
     values = unit_properties(host, METRICS_UNIT, "ActiveState", "DynamicUser", "Restart")
     assert values == {"ActiveState": "active", "DynamicUser": "yes", "Restart": "on-failure"}
+    # The shared server tests kill gearmand just before; the workers reconnect with a back-off.
+    wait_registered(host, 2)
     page = scrape(host)
     assert metric(page, "gearjob_server_up", server=SERVER) == 1
     # The two worker instances of the stack registered the example jobs.
