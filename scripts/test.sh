@@ -41,7 +41,7 @@ scripts/setup-python.sh
 if ((molecule)); then scripts/bootstrap.sh; fi
 
 lint_python() {
-    (cd worker && ../.venv/bin/ruff check . && ../.venv/bin/ruff format --check . && ../.venv/bin/mypy)
+    (cd worker && ../.venv/bin/ruff check . ../bench && ../.venv/bin/ruff format --check . ../bench && ../.venv/bin/mypy)
 }
 lint_ansible() {
     .venv-ansible/bin/yamllint -s . && .venv-ansible/bin/ansible-lint

@@ -1,6 +1,6 @@
 """gearjob's client as a benchmark peer (its worker is the real `gearjob worker` daemon).
 
-    gearjob_peer.py fg|bg|batch HOST PORT FUNCTION N
+gearjob_peer.py fg|bg|batch HOST PORT FUNCTION N
 """
 
 from __future__ import annotations

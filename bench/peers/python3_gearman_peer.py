@@ -32,8 +32,9 @@ def main() -> int:
         background = mode == "bg"
         for _ in range(n):
             t0 = time.perf_counter()
-            request = client.submit_job(function, PAYLOAD, background=background,
-                                        wait_until_complete=not background)
+            request = client.submit_job(
+                function, PAYLOAD, background=background, wait_until_complete=not background
+            )
             if not background and request.state != python3_gearman.JOB_COMPLETE:
                 failed += 1
             latencies.append(time.perf_counter() - t0)
