@@ -170,6 +170,9 @@ class Worker:
         self._stop_reason = ""
         self._reload_requested = False
         self._ready_sent = False
+        # every server connected, no connect in progress, READY sent: the loop then skips
+        # the connection bookkeeping (cleared whenever a link goes down or links change)
+        self._settled = False
         self._current: _Current | None = None
         self._in_job = False
         self._timed_out = False
@@ -290,7 +293,8 @@ class Worker:
             if self._reload_requested and self._grabbing is None:
                 self._reload()
                 max_jobs = self.settings.max_jobs
-            self._connect_due()
+            if not self._settled:
+                self._connect_due()
             self._grab_next()
             ready = [link for link in self.links if link.conn and link.conn.has_buffered()]
             if not ready:
@@ -334,6 +338,8 @@ class Worker:
         interval = self.notifier.watchdog_interval
         if interval is not None:
             timeout = min(timeout, interval)
+        if self._settled:
+            return timeout
         now = time.monotonic()
         for link in self.links:
             if link.probe is not None:
@@ -369,6 +375,9 @@ class Worker:
             self._ready_sent = True
             self.notifier.ready(self._idle_status())
             log.info("worker ready: %s", self._idle_status())
+        self._settled = self._ready_sent and all(
+            link.up and link.probe is None for link in self.links
+        )
 
     def _start_probe(self, link: _Link) -> None:
         address = link.address
@@ -476,6 +485,7 @@ class Worker:
             link.conn.close()
         link.conn = None
         link.state = "down"
+        self._settled = False
         if self._grabbing is link:
             self._grabbing = None
         if self._armed is link:
@@ -554,6 +564,8 @@ class Worker:
             if link.state == "sleeping":
                 link.state = "idle"
                 self._want_grab(link)
+                if not self._reload_requested and not self._max_reached():
+                    self._grab_next()  # now, not after the other packets of this read
         elif cmd is Cmd.ERROR:
             code = args[0].decode("utf-8", "replace")
             text = args[1].decode("utf-8", "replace")
@@ -785,6 +797,7 @@ class Worker:
         for link in added:
             log.info("server %s added by the new configuration", link.address)
         self.links = keep + added
+        self._settled = False
 
     # ----------------------------------------------------------- status, sd
 

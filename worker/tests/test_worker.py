@@ -423,6 +423,18 @@ def test_starts_without_servers_and_connects_when_one_appears(gearmand, start_wo
     assert run(gearmand, "hello", envelope("hello", "late")) == ("WORK_COMPLETE", b"Hello late")
 
 
+def test_connects_to_a_second_server_that_appears_after_the_first(gearmand_factory, start_worker):
+    one, two = gearmand_factory(), gearmand_factory()
+    two.stop()
+    worker = start_worker(one, two)
+    worker.wait_log("cannot connect")
+    assert run(one, "hello", envelope("hello", "first")) == ("WORK_COMPLETE", b"Hello first")
+    two.start()
+    worker.wait_log(f"connected to {two}")
+    assert run(two, "hello", envelope("hello", "second")) == ("WORK_COMPLETE", b"Hello second")
+    assert run(one, "hello", envelope("hello", "again")) == ("WORK_COMPLETE", b"Hello again")
+
+
 # ----------------------------------------------------------------------------- logging, memory
 
 
