@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -232,6 +233,83 @@ def idle_worker_rss_mb(stack: Stack) -> float:
     raise RuntimeError("no VmRSS")
 
 
+def callgrind(cmd: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    """Start ``cmd`` under valgrind's callgrind; (process, its output file)."""
+    fd, out = tempfile.mkstemp(prefix="gearbench-cg.")
+    os.close(fd)
+    proc = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *cmd],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return proc, out
+
+
+def collected(proc: subprocess.Popen[str], out: str) -> int:
+    """The user-space instructions callgrind counted in a finished process."""
+    err = proc.communicate(timeout=300)[1]
+    Path(out).unlink(missing_ok=True)
+    for line in err.splitlines():
+        if "Collected :" in line:
+            return int(line.split(":")[-1])
+    raise RuntimeError(f"callgrind printed no count: {err[-500:]}")
+
+
+def worker_instructions(stack: Stack, driver: Stack, mode: str, n: int) -> int:
+    """Instructions of ``stack``'s worker while ``driver``'s client runs n jobs (fg) or n
+    queued background jobs are drained (bg)."""
+    with gearmand() as port:
+        if mode == "bg":
+            driver.client("bg", port, n)
+        proc, out = callgrind(stack.worker_cmd_for(port), stack.env)
+        try:
+            deadline = time.monotonic() + 120
+            while queue(port)[1] < 1:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"{stack.name}: worker under callgrind did not register")
+                time.sleep(0.1)
+            if mode == "fg":
+                driver.client("fg", port, n)
+            else:
+                while queue(port)[0]:
+                    time.sleep(0.1)
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGINT)  # every peer exits on it (gearjob: at once)
+        except BaseException:
+            proc.kill()
+            raise
+        return collected(proc, out)
+
+
+def client_instructions(stack: Stack, worker: Stack, n: int) -> int:
+    with gearmand() as port, worker.workers(port, 1):
+        proc, out = callgrind(
+            [*stack.client_cmd, "fg", "127.0.0.1", str(port), FUNCTION, str(n)], stack.env
+        )
+        return collected(proc, out)
+
+
+def instructions(stacks: list[Stack]) -> dict[str, dict[str, float]]:
+    """Instructions per job (callgrind: user space, the same on a busy or idle machine):
+    each client's foreground job (on the C worker) and each worker's foreground and drained
+    background job (driven by the C client). The difference of a run of 1,300 and one of
+    300 jobs, over 1,000: start-up is not counted."""
+    c = stacks[0]
+    figures: dict[str, dict[str, float]] = {}
+    for stack in stacks:
+        print(f"instructions: {stack.name}", file=sys.stderr, flush=True)
+        client = [client_instructions(stack, c, k) for k in (300, 1300)]
+        fg = [worker_instructions(stack, c, "fg", k) for k in (300, 1300)]
+        bg = [worker_instructions(stack, c, "bg", k) for k in (300, 1300)]
+        figures[stack.name] = {
+            key: (runs[1] - runs[0]) / 1000
+            for key, runs in (("client_fg", client), ("worker_fg", fg), ("worker_bg", bg))
+        }
+    return figures
+
+
 # (view, label, figure, format)
 ROWS = [
     ("clients", "a) fg sequential, jobs/s", "fg_jobs_s", "{:,.0f}"),
@@ -260,6 +338,12 @@ def main() -> int:
         "--rounds", type=int, default=3, help="rounds; the median is shown (default 3)"
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count instructions per job with valgrind's callgrind (a few minutes;\n"
+        "the same figures on a busy machine as on an idle one)",
+    )
     args = parser.parse_args()
 
     env = dict(os.environ, PYTHONPATH=f"{PEERS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
@@ -306,6 +390,7 @@ def main() -> int:
     results = run_rounds(stacks, stacks[1], args.jobs, args.rounds)
     rss = idle_worker_rss_mb(stacks[1])
     load_after = os.getloadavg()[0]
+    counts = instructions(stacks) if args.instructions else None
 
     names = [s.name for s in stacks]
     print(
@@ -343,6 +428,18 @@ def main() -> int:
         ),
         (f"idle gearjob worker RSS {rss:.1f} MB < 30 MB", rss < 30),
     ]
+    if counts is not None:
+        print("\nInstructions per job (callgrind, user space; thousands):\n")
+        print("| per job | " + " | ".join(names) + " |")
+        print("|---|" + "---:|" * len(names))
+        for key, label in (
+            ("client_fg", "client, foreground job"),
+            ("worker_fg", "worker, foreground job"),
+            ("worker_bg", "worker, drained background job"),
+        ):
+            print(
+                f"| {label} | " + " | ".join(f"{counts[n][key] / 1000:,.1f}" for n in names) + " |"
+            )
     print()
     for label, ok in checks:
         print(f"{'met ' if ok else 'MISSED'} {label}")
