@@ -2,13 +2,17 @@
 # Run Molecule scenarios: create, prepare, converge, idempotence (zero changed
 # tasks), verify (testinfra), destroy.
 #
-#   scripts/molecule.sh [--image IMAGE] [--keep-going|--fail-fast] SCENARIO...
-#   scripts/molecule.sh [--image IMAGE] all      # every directory of molecule/ with a molecule.yml
+#   scripts/molecule.sh [--image IMAGE ...] [--keep-going|--fail-fast] SCENARIO...
+#   scripts/molecule.sh [--image IMAGE ...] all  # every directory of molecule/ with a molecule.yml
+#   scripts/molecule.sh --images debian-12,debian-13 all   # the same on each system in turn
 #   scripts/molecule.sh lint                     # yamllint, ansible-lint and the role checks
 #
 #   --image IMAGE   container image of the hosts (default: $MOLECULE_IMAGE, else
-#                   gearjob-systemd:debian-12); gearjob-systemd:debian-12/-13 are
+#                   gearjob-systemd:debian-12); repeat it to run every scenario on
+#                   each image in turn. gearjob-systemd:debian-12/-13 (and
+#                   ubuntu-22.04/-24.04 where Ubuntu's archive is reachable) are
 #                   built when missing
+#   --images LIST   the same for gearjob-systemd:NAME, NAME from a comma-separated LIST
 #
 # Each scenario runs under a fresh MOLECULE_RUN_ID (container and network names
 # carry it, so parallel runs never collide) and its containers and networks are
@@ -21,13 +25,15 @@ cd "$ROOT" || exit 2
 
 usage() { sed -n '2,17s/^# \{0,1\}//p' "$0"; }
 
-IMAGE="${MOLECULE_IMAGE:-gearjob-systemd:debian-12}"
+IMAGES=()
 KEEP_GOING=1
 scenarios=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        --image) [ $# -ge 2 ] || { usage >&2; exit 2; }; IMAGE="$2"; shift 2 ;;
-        --image=*) IMAGE="${1#*=}"; shift ;;
+        --image) [ $# -ge 2 ] || { usage >&2; exit 2; }; IMAGES+=("$2"); shift 2 ;;
+        --image=*) IMAGES+=("${1#*=}"); shift ;;
+        --images) [ $# -ge 2 ] || { usage >&2; exit 2; }
+            for name in ${2//,/ }; do IMAGES+=("gearjob-systemd:$name"); done; shift 2 ;;
         --keep-going) KEEP_GOING=1; shift ;;
         --fail-fast) KEEP_GOING=0; shift ;;
         -h|--help) usage; exit 0 ;;
@@ -40,15 +46,19 @@ while [ $# -gt 0 ]; do
 done
 [ ${#scenarios[@]} -gt 0 ] || { usage >&2; exit 2; }
 
-case "$IMAGE" in
-    gearjob-systemd:*) GEARJOB_IMAGES="${IMAGE#gearjob-systemd:}" ;;
-    *) GEARJOB_IMAGES="" ;;
-esac
-GEARJOB_IMAGES="$GEARJOB_IMAGES" "$ROOT/scripts/bootstrap.sh" || exit 2
-docker image inspect "$IMAGE" >/dev/null 2>&1 || { echo "molecule.sh: image $IMAGE not found" >&2; exit 2; }
+[ ${#IMAGES[@]} -gt 0 ] || IMAGES=("${MOLECULE_IMAGE:-gearjob-systemd:debian-12}")
+GEARJOB_IMAGES=""
+for image in "${IMAGES[@]}"; do
+    case "$image" in
+        gearjob-systemd:*) GEARJOB_IMAGES="$GEARJOB_IMAGES ${image#gearjob-systemd:}" ;;
+    esac
+done
+GEARJOB_IMAGES="${GEARJOB_IMAGES# }" "$ROOT/scripts/bootstrap.sh" || exit 2
+for image in "${IMAGES[@]}"; do
+    docker image inspect "$image" >/dev/null 2>&1 || { echo "molecule.sh: image $image not found" >&2; exit 2; }
+done
 
 export PATH="$ROOT/.venv-ansible/bin:$PATH"
-export MOLECULE_IMAGE="$IMAGE"
 export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 MOLECULE_NO_COLOR=1 NO_COLOR=1
 
 run_lint() {
@@ -78,7 +88,14 @@ trap 'exit 130' INT TERM
 
 summary=()
 failed=0
+total=0
+for IMAGE in "${IMAGES[@]}"; do
+export MOLECULE_IMAGE="$IMAGE"
+label=""
+[ ${#IMAGES[@]} -eq 1 ] || label=" on ${IMAGE#gearjob-systemd:}"
 for scenario in "${scenarios[@]}"; do
+    if [ "$scenario" = lint ] && [ "$IMAGE" != "${IMAGES[0]}" ]; then continue; fi  # once
+    total=$((total + 1))
     start=$(date +%s)
     figures=()
     if [ "$scenario" = lint ]; then
@@ -108,14 +125,15 @@ for scenario in "${scenarios[@]}"; do
     fi
     elapsed=$(( $(date +%s) - start ))
     if [ $rc -eq 0 ]; then result=passed; else result="FAILED (rc $rc)"; failed=$((failed + 1)); fi
-    summary+=("$(printf '%-10s %-16s %4d s' "$scenario" "$result" "$elapsed")" ${figures[@]+"${figures[@]}"})
-    echo "=== $scenario: $result in ${elapsed} s"
-    if [ $rc -ne 0 ] && [ $KEEP_GOING -eq 0 ]; then break; fi
+    summary+=("$(printf '%-10s %-16s %4d s' "$scenario" "$result" "$elapsed")$label" ${figures[@]+"${figures[@]}"})
+    echo "=== $scenario$label: $result in ${elapsed} s"
+    if [ $rc -ne 0 ] && [ $KEEP_GOING -eq 0 ]; then break 2; fi
+done
 done
 
 echo
 echo "scenario   result           wall time"
 printf '%s\n' "${summary[@]}"
-passed=$(( ${#scenarios[@]} - failed ))
+passed=$(( total - failed ))
 echo "molecule: $passed passed, $failed failed"
 [ $failed -eq 0 ]

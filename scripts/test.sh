@@ -2,9 +2,11 @@
 # The whole test suite, as CI runs it: lint, the package tests against real gearmand processes, and
 # every Molecule scenario in systemd containers. Installs what it needs on a fresh Debian/Ubuntu machine.
 #
-# Usage: scripts/test.sh [--no-molecule] [--image IMAGE] [SCENARIO ...]
+# Usage: scripts/test.sh [--no-molecule] [--image IMAGE ...] [--images LIST] [SCENARIO ...]
 #   --no-molecule   lint and package tests only (no docker needed)
-#   --image IMAGE   run the scenarios on IMAGE (default gearjob-systemd:debian-12)
+#   --image IMAGE   run the scenarios on IMAGE (default gearjob-systemd:debian-12); repeatable
+#   --images LIST   run them on each gearjob-systemd:NAME of a comma-separated LIST
+#                   (debian-12,debian-13,ubuntu-22.04,ubuntu-24.04)
 #   SCENARIO        run only these Molecule scenarios (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,8 +17,9 @@ scenarios=()
 while (($#)); do
     case "$1" in
         --no-molecule) molecule=0 ;;
-        --image) image_args=(--image "$2"); shift ;;
-        -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --image) image_args+=(--image "$2"); shift ;;
+        --images) image_args+=(--images "$2"); shift ;;
+        -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "test.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
         *) scenarios+=("$1") ;;
     esac
