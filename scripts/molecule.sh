@@ -5,7 +5,7 @@
 #   scripts/molecule.sh [--image IMAGE ...] [--keep-going|--fail-fast] SCENARIO...
 #   scripts/molecule.sh [--image IMAGE ...] all  # every directory of molecule/ with a molecule.yml
 #   scripts/molecule.sh --images debian-12,debian-13 all   # the same on each system in turn
-#   scripts/molecule.sh lint                     # yamllint, ansible-lint and the role checks
+#   scripts/molecule.sh lint                     # yamllint, ansible-lint, the workflow schema, role unit tests
 #
 #   --image IMAGE   container image of the hosts (default: $MOLECULE_IMAGE, else
 #                   gearjob-systemd:debian-12); repeat it to run every scenario on
@@ -64,6 +64,7 @@ export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 MOLECULE_NO_COLOR=1 NO_COLOR=1
 run_lint() {
     yamllint --strict . &&
         ansible-lint --profile production --offline &&
+        check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml &&
         pytest -q -p no:cacheprovider molecule/shared/unit
 }
 

@@ -46,12 +46,12 @@ if ((molecule)); then scripts/bootstrap.sh; fi
 lint_python() {
     (cd worker && ../.venv/bin/ruff check . ../bench && ../.venv/bin/ruff format --check . ../bench && ../.venv/bin/mypy)
 }
-lint_ansible() {
-    .venv-ansible/bin/yamllint -s . && .venv-ansible/bin/ansible-lint
+lint_ansible() {  # yamllint, ansible-lint, the workflow schema and the unit tests of the roles
+    scripts/molecule.sh lint
 }
 
 step "lint: python (ruff, mypy --strict)" lint_python
-if ((molecule)); then step "lint: ansible (ansible-lint, yamllint)" lint_ansible; fi
+if ((molecule)); then step "lint: ansible (yamllint, ansible-lint, workflow schema, role unit tests)" lint_ansible; fi
 step "package tests (pytest, real gearmand)" .venv/bin/pytest -q worker/tests
 if ((molecule)); then
     ((${#scenarios[@]})) || scenarios=(all)
