@@ -141,6 +141,11 @@ ALL = frozenset(HOSTS)
 class Place(NamedTuple):
     hosts: frozenset[str]
     reads: str
+    also: tuple[str, ...] = ()  # further places in the same file
+
+    @property
+    def every_read(self) -> tuple[str, ...]:
+        return (self.reads, *self.also)
 
 
 OS_KEY_PLACES: dict[str, dict[str, Place]] = {
@@ -161,8 +166,9 @@ OS_KEY_PLACES: dict[str, dict[str, Place]] = {
     "mysql_python_package": {},
     "postgres_service": {
         "gearman_server__database_unit": Place(frozenset({"postgres"}), '"{}"'),
+        # PartOf: a restart of the database restarts gearmand (see the template)
         "gearman-job-server.service.j2": Place(
-            frozenset({"postgres"}), "network-online.target {}"
+            frozenset({"postgres"}), "network-online.target {}", ("PartOf={}",)
         ),
     },
     "postgres_python_package": {},
@@ -372,11 +378,12 @@ def difference(
             else f"{host}: {name} is {ours}, not {expected_os}"
         )
     replacements = [
-        (place.reads.format(old), place.reads.format(new))
+        (reads.format(old), reads.format(new))
         for key, (old, new) in changed.items()
         if role == "gearman_server"
         for place in [OS_KEY_PLACES[key].get(name)]
         if place is not None and host in place.hosts
+        for reads in place.every_read
     ]
     expected = expected_text(as_text(kind, theirs), replacements)
     actual = as_text(kind, ours)
@@ -475,11 +482,13 @@ def test_each_key_of_the_map_changes_exactly_its_declared_places(
             kind = "templates" if name.endswith(".j2") else "values"
             for host in place.hosts:
                 text = as_text(kind, reference[host]["gearman_server"][kind][name])
-                assert place.reads.format(os_values(reference)[key]) in text, (
-                    key,
-                    name,
-                    host,
-                )
+                for reads in place.every_read:
+                    assert reads.format(os_values(reference)[key]) in text, (
+                        key,
+                        name,
+                        host,
+                        reads,
+                    )
     problems = differences(
         rendered[MARKED], reference, changed, frozenset({"gearman_server__os_map"})
     )
