@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gearjob_testinfra import journal, main_pid, wait_for_restart
+
 testinfra_hosts = ["ansible://gearman_servers"]
 
 
@@ -33,3 +35,23 @@ def test_password_reaches_gearmand_only_through_its_credentials_file(host: Any) 
     credentials = host.file("/etc/gearman-job-server/queue-credentials.conf")
     assert "--libpq-conninfo=postgresql://" in credentials.content_string
     assert "/etc/gearman-job-server/queue-credentials.conf" in host.file("/etc/default/gearman-job-server").content_string
+
+
+def test_gearmand_restarts_with_the_database(host: Any, gearman_vars: dict[str, Any]) -> None:
+    """gearmand's PostgreSQL queue never reconnects: the unit is PartOf= the local database,
+    so restarting PostgreSQL restarts gearmand, which accepts background jobs again."""
+    port = gearman_vars["gearman_server_port"]
+    db = gearman_vars["gearman_server_postgres_db"]
+    table = gearman_vars["gearman_server_postgres_table"]
+    function = "pg_restart_probe"
+    before = main_pid(host)
+    host.check_output("systemctl restart postgresql.service")
+    wait_for_restart(host, before, port)
+    # Without the restart gearmand answers QUEUE_ERROR to every background job from now on.
+    host.check_output(f"echo x | gearman -h 127.0.0.1 -p {port} -f {function} -b -u probe-1")
+    count = f"SELECT count(*) FROM {table} WHERE function_name = '{function}'"
+    assert psql(host, db, count) == "1"
+    assert "QUEUE_ERROR" not in journal(host, 20)
+    # A worker takes the job: the row goes, nothing is left for the other tests.
+    host.check_output(f"timeout 20 gearman -h 127.0.0.1 -p {port} -w -f {function} -c 1 >/dev/null")
+    assert psql(host, db, count) == "0"

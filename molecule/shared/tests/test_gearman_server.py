@@ -164,6 +164,14 @@ def test_unit_is_ordered_after_a_local_queue_database(host: Any, gearman_vars: d
         local = queue == name and gearman_vars[f"gearman_server_{name}_host"] in ("127.0.0.1", "localhost")
         assert (unit in props.get("After", "").split()) == local, (name, props.get("After"))
         assert (unit in props.get("Wants", "").split()) == local, (name, props.get("Wants"))
+    # gearmand's PostgreSQL queue never reconnects: it restarts with a local PostgreSQL.
+    local_postgres = queue == "postgres" and gearman_vars["gearman_server_postgres_host"] in (
+        "127.0.0.1",
+        "localhost",
+    )
+    part_of = props.get("PartOf", "").split()
+    assert ("postgresql.service" in part_of) == local_postgres, part_of
+    assert "mariadb.service" not in part_of, part_of
 
 
 def test_gearmand_is_restarted_after_a_crash(host: Any, gearman_vars: dict[str, Any]) -> None:
