@@ -1,0 +1,1 @@
+"""The jobs the stack benchmark (bench/stack.sh) registers on the provisioned workers."""
