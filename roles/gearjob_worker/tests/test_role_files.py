@@ -95,7 +95,7 @@ def test_unit_has_the_settings_a_worker_pool_needs() -> None:
         "ExecReload=/bin/kill -HUP $MAINPID",
         "TimeoutStopSec=",
         "PartOf={{ _gearjob_worker_target }}",
-        "ExecStopPost=+/bin/sh {{ _gearjob_worker_stopped_script }} %n",
+        "ExecStopPost=+/bin/sh /usr/local/lib/gearjob-worker-stopped.sh %n",
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",
         "ProtectHome=yes",
