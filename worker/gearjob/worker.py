@@ -32,6 +32,13 @@ clients never see WORK_EXCEPTION: the C ``gearman`` tool waits forever after one
 Job time limits use SIGALRM (``setitimer``) in the main thread: the job gets a
 :class:`~gearjob.errors.JobTimeout` at its deadline and again every second until it ends, so
 jobs must not use SIGALRM themselves.
+
+Under systemd (``NOTIFY_SOCKET``) a thread keeps the unit's STATUS up to date ("running JOB
+HANDLE", "idle, ...") at most every STATUS_INTERVAL seconds and pings the watchdog: one
+message to PID 1 per job would cost a busy worker more than the job itself. With
+``$GEARJOB_JOB_FILE`` set, the worker writes "running JOB HANDLE" to that file when a job
+starts and "idle" when it ends (one ``pwrite`` each, nobody woken), so that whoever sees the
+process die (the unit's ExecStopPost) can name the job it was running.
 """
 
 from __future__ import annotations
@@ -68,6 +75,10 @@ BACKOFF_MAX = 15.0
 TIMEOUT_REPEAT = 1.0
 #: a job still running this long after its deadline stops the systemd watchdog pings
 WATCHDOG_GRACE = 30.0
+#: the systemd STATUS is brought up to date at most this often (seconds)
+STATUS_INTERVAL = 0.5
+#: size of every record in $GEARJOB_JOB_FILE (padded with spaces, so one write replaces it)
+JOB_RECORD_SIZE = 512
 
 #: the answer to GRAB_JOB_UNIQ + PRE_SLEEP when no job is waiting: NO_JOB, then NOOP
 PRESLEEP_ANSWER = 2 * HEADER_SIZE
@@ -182,7 +193,8 @@ class Worker:
             settings.client_id or f"gearjob-{socket.gethostname()}-{os.getpid()}"
         ).encode()
         self._wake_r, self._wake_w = socket.socketpair()
-        self._notify = self.notifier.enabled  # per-job work only when systemd listens
+        self._job_file = os.environ.get("GEARJOB_JOB_FILE") or None
+        self._job_fd: int | None = None
         self._log_info = log.isEnabledFor(logging.INFO)  # (set again by run())
         self._log_debug = log.isEnabledFor(logging.DEBUG)
         self._watchdog_stop = threading.Event()
@@ -233,9 +245,43 @@ class Worker:
 
     # -------------------------------------------------------------------- run
 
+    def _open_job_file(self) -> None:
+        if self._job_file is None:
+            return
+        try:
+            self._job_fd = os.open(self._job_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        except OSError as exc:
+            log.warning(
+                "cannot write the job file %s (GEARJOB_JOB_FILE): %s; a crash will not name "
+                "the job it interrupted",
+                self._job_file,
+                exc,
+            )
+            return
+        self._record("idle")
+
+    def _record(self, text: str) -> None:
+        """Replace the job file's record (one write: the record has a fixed size)."""
+        fd = self._job_fd
+        if fd is None:
+            return
+        data = text.encode("utf-8", "replace")[: JOB_RECORD_SIZE - 1] + b"\n"
+        try:
+            os.pwrite(fd, data.ljust(JOB_RECORD_SIZE), 0)
+        except OSError as exc:
+            log.warning("cannot write the job file %s: %s; writing it no more", self._job_file, exc)
+            self._close_job_file()
+
+    def _close_job_file(self) -> None:
+        if self._job_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._job_fd)
+            self._job_fd = None
+
     def run(self) -> int:
         """Serve until stopped; returns the process exit code."""
         previous = self._install_signals()
+        self._open_job_file()
         self._log_info = log.isEnabledFor(logging.INFO)
         self._log_debug = log.isEnabledFor(logging.DEBUG)
         names = ", ".join(self.registry.names()) or "none"
@@ -247,7 +293,7 @@ class Worker:
         )
         if not self.registry.functions:
             log.warning("no jobs are registered: this worker will never get any work")
-        watchdog = self._start_watchdog()
+        notifier_thread = self._start_notifier_thread()
         try:
             self._loop()
             log.info("worker exiting: %s (%d job(s) done)", self._stop_reason, self.jobs_done)
@@ -268,10 +314,13 @@ class Worker:
         finally:
             self.notifier.stopping("stopping")
             self._watchdog_stop.set()
-            if watchdog is not None:
-                watchdog.join(timeout=1)
+            if notifier_thread is not None:
+                notifier_thread.join(timeout=1)
             self._restore_signals(previous)
             self.close()
+            if self._current is None:
+                self._record("idle")
+            self._close_job_file()
 
     def close(self) -> None:
         for link in self.links:
@@ -622,8 +671,8 @@ class Worker:
         limit = self._timeout_for(name)
         started = _monotonic()
         self._current = _Current(name, handle, started, started + limit if limit else None)
-        if self._notify:
-            self.notifier.status(f"running {name} {handle}")
+        if self._job_fd is not None:
+            self._record(f"running {name} {handle}")
         if self._log_debug:
             log.debug("job %s %s started (%d bytes)", name, handle, len(workload))
         request: payload.JobRequest | None = None
@@ -671,8 +720,8 @@ class Worker:
             self._want_grab(link)
         else:
             self._lost_result(name, handle, link)
-        if self._notify:
-            self._status()
+        if self._job_fd is not None:
+            self._record("idle")
 
     def _max_reached(self) -> bool:
         max_jobs = self.settings.max_jobs
@@ -810,26 +859,45 @@ class Worker:
         if self.notifier.enabled:
             self.notifier.status(text or self._idle_status())
 
-    def _start_watchdog(self) -> threading.Thread | None:
-        interval = self.notifier.watchdog_interval
-        if interval is None:
+    def _start_notifier_thread(self) -> threading.Thread | None:
+        if not self.notifier.enabled:
             return None
-        thread = threading.Thread(
-            target=self._watchdog_loop, args=(interval,), name="sd-watchdog", daemon=True
-        )
+        thread = threading.Thread(target=self._notifier_loop, name="sd-notify", daemon=True)
         thread.start()
         return thread
 
-    def _watchdog_loop(self, interval: float) -> None:
-        """Ping systemd while the main loop turns, or while a job runs within its limit.
+    def _notifier_loop(self) -> None:
+        """Keep systemd's STATUS up to date and ping its watchdog, from a thread.
 
-        A job stuck WATCHDOG_GRACE seconds past its deadline (say, in C code that SIGALRM
+        STATUS follows the job being run (or the idle state) at most every STATUS_INTERVAL
+        seconds, so a worker busy with short jobs does not send PID 1 a message per job. The
+        watchdog is pinged while the main loop turns, or while a job runs within its limit: a
+        job stuck WATCHDOG_GRACE seconds past its deadline (say, in C code that SIGALRM
         cannot interrupt) stops the pings, so systemd kills and restarts the worker.
         """
+        interval = self.notifier.watchdog_interval
+        tick = STATUS_INTERVAL if interval is None else min(STATUS_INTERVAL, interval)
+        next_ping = 0.0 if interval is None else time.monotonic() + interval
+        shown: tuple[str, str] | None = None  # the job (name, handle) the STATUS shows
+        done = self.jobs_done
         stuck_logged = False
-        while not self._watchdog_stop.wait(interval):
-            now = time.monotonic()
+        while not self._watchdog_stop.wait(tick):
             current = self._current
+            if current is not None:
+                job = (current.name, current.handle)
+                if job != shown:
+                    shown = job
+                    self.notifier.status(f"running {current.name} {current.handle}")
+            elif shown is not None or done != self.jobs_done:
+                shown = None
+                done = self.jobs_done
+                self.notifier.status(self._idle_status())
+            if interval is None:
+                continue
+            now = time.monotonic()
+            if now < next_ping:
+                continue
+            next_ping = now + interval
             if current is not None:
                 if current.deadline is None or now < current.deadline + WATCHDOG_GRACE:
                     self.notifier.watchdog()

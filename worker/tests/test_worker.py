@@ -332,6 +332,22 @@ def test_second_sigterm_exits_at_once_and_the_server_requeues_the_job(
     wait_for(lambda: queued(gearmand.address, "slow") == 1, what="the job back in the queue")
 
 
+def test_job_file_names_the_running_job_also_after_a_kill(gearmand, start_worker, tmp_path):
+    job_file = tmp_path / "job"
+    worker = start_worker(gearmand, env=subprocess_env(GEARJOB_JOB_FILE=str(job_file)))
+    assert job_file.read_text().strip() == "idle"
+    assert run(gearmand, "hello", envelope("hello", "x")) == ("WORK_COMPLETE", b"Hello x")
+    assert job_file.read_text().strip() == "idle"
+    with RawClient(gearmand.address) as client:
+        start_slow_job(client, tmp_path, 60, background=True)
+        record = job_file.read_text()
+        assert record.splitlines()[0].startswith("running slow H:")
+        assert len(record) == 512  # one fixed-size record (a line, then spaces)
+        worker.send(signal.SIGKILL)
+        assert worker.wait() == -signal.SIGKILL
+    assert job_file.read_text() == record  # what the unit's ExecStopPost reads
+
+
 def test_sigint_exits_at_once_with_130(gearmand, start_worker):
     worker = start_worker(gearmand)
     worker.send(signal.SIGINT)
