@@ -65,7 +65,8 @@ run_lint() {
     yamllint --strict . &&
         ansible-lint --profile production --offline &&
         check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml &&
-        pytest -q -p no:cacheprovider molecule/shared/unit roles/*/tests
+        pytest -q -p no:cacheprovider molecule/shared/unit &&
+        pytest -q -p no:cacheprovider roles/*/tests
 }
 
 # Remove every container and network of one run, whatever state it is in.
