@@ -221,6 +221,25 @@ def check(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
 
+def report_variants(w: int, mem: dict[str, float], v: dict[str, float]) -> None:
+    print(
+        f"\nMemory queue, {mem['jobs']:,} jobs drained by {w} workers (variants: one run each):\n"
+    )
+    print("| drained by | jobs/s | / C |\n|---|---:|---:|")
+    for label, rate in (
+        (f"{w} C workers (median above)", mem["drain_c_jobs_s"]),
+        (f"{w} gearjob-worker@ units as provisioned (median above)", mem["drain_gearjob_jobs_s"]),
+        ("transient units, Type=notify, log level info", v["drain_notify_info_jobs_s"]),
+        ("transient units, Type=exec (no STATUS per job), info", v["drain_exec_info_jobs_s"]),
+        (
+            "transient units, Type=notify, warning (no journal line)",
+            v["drain_notify_warning_jobs_s"],
+        ),
+        ("transient units, Type=exec, warning", v["drain_exec_warning_jobs_s"]),
+    ):
+        print(f"| {label} | {rate:,.0f} | {rate / mem['drain_c_jobs_s']:.2f}x |")
+
+
 def report(args: argparse.Namespace, r: dict) -> bool:
     w = args.workers
     q = r["queues"]
@@ -230,8 +249,8 @@ def report(args: argparse.Namespace, r: dict) -> bool:
         f"{r['load_before']:.1f} before, {r['load_after']:.1f} after; median of {args.rounds} "
         f"round(s); wall time {r['wall_s'] / 60:.1f} min\n"
     )
-    print("| per queue type | " + " | ".join(QUEUES) + " |")
-    print("|---|" + "---:|" * len(QUEUES))
+    print("| per queue type | " + " | ".join(args.queues) + " |")
+    print("|---|" + "---:|" * len(args.queues))
     rows = [
         ("background jobs per case", lambda f: f"{f['jobs']:,}"),
         ("bg submit, C client, jobs/s", lambda f: f"{f['submit_jobs_s']:,.0f}"),
@@ -252,7 +271,7 @@ def report(args: argparse.Namespace, r: dict) -> bool:
         ("converge to this queue type, s", lambda f: f"{f['converge_s']:.1f}"),
     ]
     for label, cell in rows:
-        print(f"| {label} | " + " | ".join(cell(q[t]) for t in QUEUES) + " |")
+        print(f"| {label} | " + " | ".join(cell(q[t]) for t in args.queues) + " |")
 
     b = r["batch"]
     speedup_ok = b["speedup"] >= SPEEDUP
@@ -272,30 +291,15 @@ def report(args: argparse.Namespace, r: dict) -> bool:
     print(f"| CPU batch, {w} units, s | {b[f'batch_{w}_s']:.2f} |")
     print(f"| speedup (target >= {SPEEDUP}x) | {b['speedup']:.2f}x {check(speedup_ok)} |")
     print(f"| idle worker RSS, fresh units, MB | {r['rss_fresh_mb']:.1f} |")
-    v, mem = r["variants"], q["memory"]
-    print(
-        f"\nMemory queue, {mem['jobs']:,} jobs drained by {w} workers (variants: one run each):\n"
-    )
-    print("| drained by | jobs/s | / C |\n|---|---:|---:|")
-    for label, rate in (
-        (f"{w} C workers (median above)", mem["drain_c_jobs_s"]),
-        (f"{w} gearjob-worker@ units as provisioned (median above)", mem["drain_gearjob_jobs_s"]),
-        ("transient units, Type=notify, log level info", v["drain_notify_info_jobs_s"]),
-        ("transient units, Type=exec (no STATUS per job), info", v["drain_exec_info_jobs_s"]),
-        (
-            "transient units, Type=notify, warning (no journal line)",
-            v["drain_notify_warning_jobs_s"],
-        ),
-        ("transient units, Type=exec, warning", v["drain_exec_warning_jobs_s"]),
-    ):
-        print(f"| {label} | {rate:,.0f} | {rate / mem['drain_c_jobs_s']:.2f}x |")
+    if "variants" in r:
+        report_variants(w, q["memory"], r["variants"])
 
     checks = [
         (
             f"drain {t}: gearjob / C {q[t]['ratio']:.2f}x >= {DRAIN_RATIO}x",
             q[t]["ratio"] >= DRAIN_RATIO,
         )
-        for t in QUEUES
+        for t in args.queues
     ]
     checks += [
         (f"CPU batch speedup {b['speedup']:.2f}x >= {SPEEDUP}x with {w} workers", speedup_ok),
@@ -325,7 +329,7 @@ def measure(args: argparse.Namespace, box: Container) -> dict:
     install_agent(box, args.c_peer)
     fresh = agent(box, "rss")
     r["rss_fresh_mb"] = max(v for k, v in fresh.items() if k.endswith("_rss_mb"))
-    for queue_type in QUEUES:
+    for queue_type in args.queues:
         if queue_type == "memory":
             converge_s = r["converge_s"]
         else:
@@ -387,11 +391,21 @@ def main() -> int:
         help="a short run to try it: --jobs 5000 --fg-jobs 1000 --rounds 1 --batch-jobs 20",
     )
     parser.add_argument(
+        "--queues",
+        type=lambda text: text.split(","),
+        default=QUEUES,
+        help=f"the queue types to measure, comma-separated (default {','.join(QUEUES)});\n"
+        "each one but memory costs a converge of site.yml",
+    )
+    parser.add_argument(
         "--name", default="gearjob-stackbench-host", help="container name (the network: NAME-net)"
     )
     parser.add_argument("--image", default="gearjob-systemd:debian-12")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     args = parser.parse_args()
+    unknown = set(args.queues) - set(QUEUES)
+    if unknown:
+        parser.error(f"unknown queue type(s) {', '.join(sorted(unknown))}: choose from {QUEUES}")
     if args.quick:
         args.jobs, args.fg_jobs, args.rounds, args.batch_jobs = 5_000, 1_000, 1, 20
 
