@@ -115,7 +115,13 @@ def submit(n: int) -> float:
 def rss() -> dict[str, float]:
     """VmRSS of each running unit's main process (MB) and the units' cgroup memory."""
     out: dict[str, float] = {}
-    for unit in units(8):
+    running = subprocess.run(
+        ["systemctl", "list-units", "--plain", "--no-legend", "--state=running", UNIT.format("*")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    for unit in [line.split()[0] for line in running if line.strip()]:
         props = subprocess.run(
             ["systemctl", "show", "--property", "MainPID,MemoryCurrent", "--value", unit],
             capture_output=True,
