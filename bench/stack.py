@@ -99,8 +99,20 @@ class Container:
         docker("network", "rm", self.network, check=False, capture=True)
 
 
-def inventory(name: str, queue_type: str, workers: int, passwords: dict[str, str]) -> dict:
+def inventory(
+    name: str, queue_type: str, args: argparse.Namespace, passwords: dict[str, str]
+) -> dict:
     """The inventory of one queue type: the container is every group's host."""
+    workers: dict[str, object] = {
+        "gearjob_worker_instances": args.workers,
+        "gearjob_worker_packages": [str(HERE / "stack_jobs")],
+        "gearjob_worker_jobs": {
+            "bench_echo": "gearjob_stackbench.jobs:echo",
+            "stackbench_burn": "gearjob_stackbench.jobs:burn",
+        },
+    }
+    if args.worker_log_level:
+        workers["gearjob_worker_log_level"] = args.worker_log_level
     server: dict[str, object] = {"gearman_server_queue_type": queue_type}
     if queue_type in ("mysql", "postgres"):
         server |= {
@@ -111,17 +123,7 @@ def inventory(name: str, queue_type: str, workers: int, passwords: dict[str, str
     host = {name: {}}
     groups: dict[str, dict] = {
         "gearman_servers": {"hosts": host, "vars": server},
-        "gearjob_workers": {
-            "hosts": host,
-            "vars": {
-                "gearjob_worker_instances": workers,
-                "gearjob_worker_packages": [str(HERE / "stack_jobs")],
-                "gearjob_worker_jobs": {
-                    "bench_echo": "gearjob_stackbench.jobs:echo",
-                    "stackbench_burn": "gearjob_stackbench.jobs:burn",
-                },
-            },
-        },
+        "gearjob_workers": {"hosts": host, "vars": workers},
         "gearjob_clients": {"hosts": host},
     }
     if queue_type in ("mysql", "postgres"):
@@ -245,7 +247,8 @@ def report(args: argparse.Namespace, r: dict) -> bool:
     q = r["queues"]
     print(
         f"\nStack benchmark: one container provisioned by site.yml (gearmand -t 1, {w} gearjob "
-        f"workers as systemd units), measured inside it; {os.cpu_count()} cores, load average "
+        f"workers as systemd units, log level {args.worker_log_level or 'info'}), measured "
+        f"inside it; {os.cpu_count()} cores, load average "
         f"{r['load_before']:.1f} before, {r['load_after']:.1f} after; median of {args.rounds} "
         f"round(s); wall time {r['wall_s'] / 60:.1f} min\n"
     )
@@ -321,10 +324,10 @@ def measure(args: argparse.Namespace, box: Container) -> dict:
     say(f"container {box.name} ({box.image}) on network {box.network}")
     box.start()
     r["converge_s"], _, r["converge_cpu_s"] = converge(
-        "full-converge", inventory(box.name, "memory", args.workers, passwords)
+        "full-converge", inventory(box.name, "memory", args, passwords)
     )
     r["rerun_s"], r["rerun_changed"], r["rerun_cpu_s"] = converge(
-        "idempotent-rerun", inventory(box.name, "memory", args.workers, passwords)
+        "idempotent-rerun", inventory(box.name, "memory", args, passwords)
     )
     install_agent(box, args.c_peer)
     fresh = agent(box, "rss")
@@ -334,7 +337,7 @@ def measure(args: argparse.Namespace, box: Container) -> dict:
             converge_s = r["converge_s"]
         else:
             converge_s, _, _ = converge(
-                f"queue-{queue_type}", inventory(box.name, queue_type, args.workers, passwords)
+                f"queue-{queue_type}", inventory(box.name, queue_type, args, passwords)
             )
         jobs = max(200, int(args.jobs * QUEUE_SHARE[queue_type]))
         say(f"{queue_type} queue: {jobs} background jobs per case, {args.fg_jobs} foreground")
@@ -396,6 +399,12 @@ def main() -> int:
         default=QUEUES,
         help=f"the queue types to measure, comma-separated (default {','.join(QUEUES)});\n"
         "each one but memory costs a converge of site.yml",
+    )
+    parser.add_argument(
+        "--worker-log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="gearjob_worker_log_level of the units (default: the role's, info: a journal\n"
+        "line per job)",
     )
     parser.add_argument(
         "--name", default="gearjob-stackbench-host", help="container name (the network: NAME-net)"
