@@ -194,7 +194,9 @@ def transient(count: int, properties: list[str], level: str) -> Iterator[None]:
     cmd = [str(Path(sys.executable).parent / "gearjob"), "worker", "--config", CONFIG]
     cmd += ["--log-level", level]
     for name in names:
-        subprocess.run(["systemd-run", "--quiet", "--unit", name, *props, *cmd], check=True)
+        subprocess.run(
+            ["systemd-run", "--quiet", "--no-block", "--unit", name, *props, *cmd], check=True
+        )
     try:
         wait_workers(count)
         yield
