@@ -337,7 +337,8 @@ def test_job_file_names_the_running_job_also_after_a_kill(gearmand, start_worker
     worker = start_worker(gearmand, env=subprocess_env(GEARJOB_JOB_FILE=str(job_file)))
     assert job_file.read_text().strip() == "idle"
     assert run(gearmand, "hello", envelope("hello", "x")) == ("WORK_COMPLETE", b"Hello x")
-    assert job_file.read_text().strip() == "idle"
+    # written right after the result went out
+    wait_for(lambda: job_file.read_text().strip() == "idle", what="idle in the job file")
     with RawClient(gearmand.address) as client:
         start_slow_job(client, tmp_path, 60, background=True)
         record = job_file.read_text()
