@@ -5,7 +5,7 @@
 # libgearman workers, foreground jobs, a CPU-bound batch on 1 vs 2 workers and the workers' memory,
 # and prints the table with the targets. Exit 0 only if every target is met.
 #
-#   bench/stack.sh            the full run (about 10 minutes on 2 cores)
+#   bench/stack.sh            the full run (10-15 minutes on 2 shared cores)
 #   bench/stack.sh --quick    a short run to try it
 #   bench/stack.sh --help     every option (bench/stack.py)
 #
