@@ -42,6 +42,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from gearjob.config import ServerAddress
 from gearjob.protocol import server_status
@@ -99,6 +100,16 @@ def queue(port: int) -> tuple[int, int]:
     return 0, 0
 
 
+def wait_registered(port: int, procs: list[Any], seconds: float, what: str) -> None:
+    """Wait until gearmand lists as many workers as ``procs``; RuntimeError naming ``what``
+    when that takes longer than ``seconds`` or one of the processes has ended."""
+    deadline = time.monotonic() + seconds
+    while queue(port)[1] < len(procs):
+        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+            raise RuntimeError(f"{what} did not register")
+        time.sleep(0.02)
+
+
 class Stack:
     def __init__(self, name: str, worker: list[str], client: list[str], env: dict[str, str]):
         self.name, self.worker_cmd, self.client_cmd, self.env = name, worker, client, env
@@ -115,11 +126,7 @@ class Stack:
             for _ in range(count)
         ]
         try:
-            deadline = time.monotonic() + 20
-            while queue(port)[1] < count:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{self.name}: {count} workers did not register")
-                time.sleep(0.02)
+            wait_registered(port, procs, 20, f"{self.name}: {count} workers")
             yield procs
         finally:
             for p in procs:
@@ -265,11 +272,7 @@ def worker_instructions(stack: Stack, driver: Stack, mode: str, n: int) -> int:
             driver.client("bg", port, n)
         proc, out = callgrind(stack.worker_cmd_for(port), stack.env)
         try:
-            deadline = time.monotonic() + 120
-            while queue(port)[1] < 1:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"{stack.name}: worker under callgrind did not register")
-                time.sleep(0.1)
+            wait_registered(port, [proc], 120, f"{stack.name}: worker under callgrind")
             if mode == "fg":
                 driver.client("fg", port, n)
             else:
