@@ -19,7 +19,7 @@ while (($#)); do
         --no-molecule) molecule=0 ;;
         --image) image_args+=(--image "$2"); shift ;;
         --images) image_args+=(--images "$2"); shift ;;
-        -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;;  # the comment block
         -*) echo "test.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
         *) scenarios+=("$1") ;;
     esac
