@@ -163,7 +163,11 @@ def decode_request(function: str, workload: bytes, *, max_depth: int = 100) -> J
             raise ValueError("more to read")
     except (StopIteration, ValueError, RecursionError):
         data = _decode_slowly(function, text, max_depth)
-    if (text.count("[") + text.count("{")) > max_depth and _too_deep(data, max_depth):
+    if (
+        len(text) > max_depth
+        and (text.count("[") + text.count("{")) > max_depth
+        and _too_deep(data, max_depth)
+    ):
         raise PayloadError(f"workload of job {function} is nested deeper than {max_depth} levels")
     if type(data) is not dict:
         raise PayloadError(

@@ -861,6 +861,8 @@ class Connection:
                     append((cmd, args))
                 pos = end
             self._pos = pos
+            if pos == have:
+                return packets
         take = self._take
         while True:
             try:

@@ -1,7 +1,7 @@
 """The worker daemon: serves registered jobs from every configured Gearman server at once.
 
 One process runs one job at a time (run more processes for parallelism). The main loop
-multiplexes all server connections with :mod:`selectors`: on each it registers the job names
+multiplexes all server connections with :func:`select.poll`: on each it registers the job names
 (CAN_DO), asks for work (GRAB_JOB_UNIQ), and when there is none says PRE_SLEEP and waits for
 the server's NOOP. Only one GRAB is outstanding at a time, so a job is never assigned to this
 process while it is busy with another; servers that woke it up are served round-robin.
@@ -46,9 +46,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import math
 import os
 import random
-import selectors
+import select
 import signal
 import socket
 import struct
@@ -91,6 +92,8 @@ _NOOP = Cmd.NOOP
 _HEADER = struct.Struct(">4sII").pack
 _COMPLETE_HEADER = (MAGIC_REQ, int(Cmd.WORK_COMPLETE))
 _monotonic = time.monotonic
+_ceil = math.ceil
+_UNWATCHED = object()  # marks an fd the loop does not (or no longer) wait on
 
 #: ReloadFunc returns the new settings and registry, or raises GearjobError
 ReloadFunc = Callable[[], "tuple[Settings, Registry]"]
@@ -173,7 +176,9 @@ class Worker:
         self.notifier = notifier if notifier is not None else Notifier()
         self.links = [_Link(a) for a in settings.servers]
         self.jobs_done = 0
-        self._sel = selectors.DefaultSelector()
+        # what the loop waits on: fd -> its link, a connect probe, or None (the signal wake-up)
+        self._poll = select.poll()
+        self._watched: dict[int, _Link | _Probe | None] = {}
         self._grab_queue: deque[_Link] = deque()
         self._grabbing: _Link | None = None
         self._armed: _Link | None = None  # the link whose socket wakes at PRESLEEP_ANSWER
@@ -234,7 +239,7 @@ class Worker:
         ):
             previous[signum] = signal.signal(signum, handler)
         signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
-        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+        self._watch(self._wake_r.fileno(), None, select.POLLIN)
         return previous
 
     def _restore_signals(self, previous: dict[int, Any]) -> None:
@@ -325,15 +330,22 @@ class Worker:
     def close(self) -> None:
         for link in self.links:
             self._drop(link, reason=None)
-        self._sel.close()
+        if self._wake_r.fileno() >= 0:
+            self._unwatch(self._wake_r.fileno())
         self._wake_r.close()
         self._wake_w.close()
         self.notifier.close()
 
     def _loop(self) -> None:
         max_jobs = self.settings.max_jobs
+        poll = self._poll.poll
+        watched = self._watched
+        links = self.links
+        # the loop turns at least this often (the watchdog thread checks its heartbeat)
+        interval = self.notifier.watchdog_interval
+        longest = 5.0 if interval is None else min(5.0, interval)
         while True:
-            self._heartbeat = time.monotonic()
+            self._heartbeat = _monotonic()
             if self._stop:
                 return
             if max_jobs and self.jobs_done >= max_jobs:
@@ -342,22 +354,36 @@ class Worker:
             if self._reload_requested and self._grabbing is None:
                 self._reload()
                 max_jobs = self.settings.max_jobs
+                links = self.links
             if not self._settled:
                 self._connect_due()
-            self._grab_next()
-            ready = [link for link in self.links if link.conn and link.conn.has_buffered()]
+                links = self.links
+            if self._grab_queue and self._grabbing is None:
+                self._grab_next()
+            ready = [link for link in links if link.conn and link.conn.has_buffered()]
             if not ready:
                 self._arm()
-                for key, _ in self._sel.select(self._select_timeout()):
-                    data = key.data
+                timeout = longest if self._settled else min(longest, self._select_timeout())
+                for fd, _ in poll(_ceil(timeout * 1000)):
+                    data = watched.get(fd, _UNWATCHED)
                     if data is None:
                         self._drain_wakeups()
+                    elif data.__class__ is _Link:
+                        ready.append(data)
                     elif isinstance(data, _Probe):
                         self._probe_done(data)
-                    else:
-                        ready.append(data)
             for link in ready:
                 self._read(link)
+
+    def _watch(self, fd: int, data: _Link | _Probe | None, events: int) -> None:
+        self._poll.register(fd, events)
+        self._watched[fd] = data
+
+    def _unwatch(self, fd: int) -> None:
+        """Stop waiting on ``fd`` (before it is closed: poll would report a closed fd)."""
+        if self._watched.pop(fd, _UNWATCHED) is not _UNWATCHED:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self._poll.unregister(fd)
 
     def _arm(self) -> None:
         """SO_RCVLOWAT before waiting: the link whose GRAB + PRE_SLEEP is unanswered wakes
@@ -383,12 +409,8 @@ class Worker:
             self._armed = None
 
     def _select_timeout(self) -> float:
+        """Seconds until a connect probe times out or a retry is due (at most 5)."""
         timeout = 5.0
-        interval = self.notifier.watchdog_interval
-        if interval is not None:
-            timeout = min(timeout, interval)
-        if self._settled:
-            return timeout
         now = time.monotonic()
         for link in self.links:
             if link.probe is not None:
@@ -448,7 +470,7 @@ class Worker:
             err = sock.connect_ex(sockaddr)
             if err in (0, errno.EINPROGRESS, errno.EAGAIN):
                 probe.sock = sock
-                self._sel.register(sock, selectors.EVENT_WRITE, probe)
+                self._watch(sock.fileno(), probe, select.POLLOUT)
                 return
             sock.close()
             why = os.strerror(err)
@@ -460,8 +482,7 @@ class Worker:
         sock = probe.sock
         if sock is None:
             return
-        with contextlib.suppress(KeyError, ValueError):
-            self._sel.unregister(sock)
+        self._unwatch(sock.fileno())
         err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         sock.close()
         probe.sock = None
@@ -473,8 +494,7 @@ class Worker:
 
     def _end_probe(self, probe: _Probe) -> None:
         if probe.sock is not None:
-            with contextlib.suppress(KeyError, ValueError):
-                self._sel.unregister(probe.sock)
+            self._unwatch(probe.sock.fileno())
             probe.sock.close()
             probe.sock = None
         probe.link.probe = None
@@ -509,7 +529,7 @@ class Worker:
         link.delay = BACKOFF_START
         link.expected_not_found = 0
         link.fd = conn.fileno()
-        self._sel.register(link.fd, selectors.EVENT_READ, link)
+        self._watch(link.fd, link, select.POLLIN)
         self._want_grab(link)
         self._status()
 
@@ -527,8 +547,7 @@ class Worker:
         if link.probe is not None:
             self._end_probe(link.probe)
         if link.fd >= 0:
-            with contextlib.suppress(KeyError, ValueError, OSError):
-                self._sel.unregister(link.fd)
+            self._unwatch(link.fd)
             link.fd = -1
         if link.conn is not None:
             link.conn.close()
@@ -571,8 +590,9 @@ class Worker:
     def _grab_next(self) -> None:
         while self._grabbing is None and self._grab_queue and not self._stop:
             link = self._grab_queue.popleft()
-            if link.up and self._send(link, _GRAB_SLEEP):  # after a NOOP: a job is expected,
-                link.state = "grabbing"  # but another worker may take it first
+            # after a NOOP: a job is expected, but another worker may take it first
+            if link.conn is not None and self._send(link, _GRAB_SLEEP):
+                link.state = "grabbing"
                 link.presleep = True
                 link.after_job = False
                 self._grabbing = link
@@ -592,7 +612,14 @@ class Worker:
         for cmd, args in packets:
             if link.conn is not conn:
                 return  # dropped while handling an earlier packet
-            self._handle(link, cmd, args)
+            if cmd is _ASSIGN:  # the hot path, inline
+                if self._grabbing is link:
+                    self._grabbing = None
+                    if link.after_job:
+                        link.idle_after_job = False  # jobs are queued: next time GRAB only
+                self._job(link, args[0], args[1], args[3])
+            else:
+                self._handle(link, cmd, args)
 
     def _handle(self, link: _Link, cmd: Cmd, args: tuple[bytes, ...]) -> None:
         if cmd is _ASSIGN:
@@ -612,6 +639,20 @@ class Worker:
         elif cmd is _NOOP:
             if link.state == "sleeping":
                 link.state = "idle"
+                if (
+                    self._grabbing is None
+                    and not self._grab_queue
+                    and not self._stop
+                    and not self._reload_requested
+                    and not self._max_reached()
+                ):
+                    # the hot path: grab from this server now (as _grab_next would)
+                    if self._send(link, _GRAB_SLEEP):
+                        link.state = "grabbing"
+                        link.presleep = True
+                        link.after_job = False
+                        self._grabbing = link
+                    return
                 self._want_grab(link)
                 if not self._reload_requested and not self._max_reached():
                     self._grab_next()  # now, not after the other packets of this read
@@ -668,7 +709,8 @@ class Worker:
         of running it (``json_results`` then tells whether a gearjob client sent it)."""
         handle = raw_handle.decode("utf-8", "replace")
         name = raw_function.decode("utf-8", "replace")
-        limit = self._timeout_for(name)
+        settings = self.settings
+        limit = float(settings.job_timeouts.get(name, settings.job_timeout) or 0.0)
         started = _monotonic()
         self._current = _Current(name, handle, started, started + limit if limit else None)
         if self._job_fd is not None:
@@ -698,23 +740,33 @@ class Worker:
             outcome = exc
         # (not in a finally: on WorkerKilled, run() still names the unfinished job)
         self._current = None
-        self.jobs_done += 1
+        done = self.jobs_done = self.jobs_done + 1
         if outcome is not None:
             self._log_failure(name, handle, _monotonic() - started, outcome)
         elif self._log_info:
             log.info("job %s %s done in %.3f s", name, handle, _monotonic() - started)
-        more = not self._stop and not self._reload_requested and not self._max_reached()
-        if more and not self._grab_queue:
+        max_jobs = settings.max_jobs
+        conn = link.conn
+        if (
+            conn is not None
+            and not self._grab_queue
+            and not self._stop
+            and not self._reload_requested
+            and not (max_jobs and done >= max_jobs)
+        ):
             # the common case: one write for the result and the next GRAB (and PRE_SLEEP
             # when the queue was empty last time)
             presleep = link.idle_after_job
-            if self._send(link, reply + (_GRAB_SLEEP if presleep else _GRAB)):
+            try:
+                conn.send_bytes(reply + (_GRAB_SLEEP if presleep else _GRAB))
+            except (ServerUnavailable, ProtocolError, OSError) as exc:
+                self._drop(link, f"connection lost: {exc}")
+                self._lost_result(name, handle, link)
+            else:
                 link.state = "grabbing"
                 link.presleep = presleep
                 link.after_job = True
                 self._grabbing = link
-            else:
-                self._lost_result(name, handle, link)
         elif self._send(link, reply):
             link.state = "idle"
             self._want_grab(link)
@@ -755,15 +807,7 @@ class Worker:
                 handle,
                 ", ".join(sorted(request.extra)),
             )
-        value = self._call(func, request.args, request.kwargs, limit)
-        try:
-            return payload.encode_result(value, json_results=request.json_results)
-        except PayloadError as exc:
-            raise PayloadError(f"job {name}: {exc}") from None
-
-    def _call(
-        self, func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], limit: float
-    ) -> Any:
+        args, kwargs = request.args, request.kwargs
         self._timed_out = False
         self._in_job = True
         try:
@@ -778,9 +822,12 @@ class Worker:
                     signal.setitimer(signal.ITIMER_REAL, 0)
             if self._timed_out:  # the job swallowed JobTimeout and returned anyway
                 raise JobTimeout(f"job timed out after {limit:g} s", timeout=limit)
-            return value
         finally:
             self._in_job = False
+        try:
+            return payload.encode_result(value, json_results=request.json_results)
+        except PayloadError as exc:
+            raise PayloadError(f"job {name}: {exc}") from None
 
     def _log_failure(self, name: str, handle: str, duration: float, exc: BaseException) -> None:
         if isinstance(exc, JobTimeout):
