@@ -18,7 +18,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from types import EllipsisType, TracebackType
 from typing import Any, Literal
@@ -424,8 +424,9 @@ class Client:
         deadline: float | None,
         limit: float | None,
         expect_result: bool = False,
-    ) -> tuple[_Server, bytes]:
-        """Send a submit packet to the first server that takes it; (server, handle)."""
+    ) -> tuple[_Server, bytes, bytes | None]:
+        """Send a submit packet to the first server that takes it; (server, handle, the
+        result when it came with JOB_CREATED, else None)."""
         errors: list[ServerUnavailable] = []
         for server in self._order():
             conn = server.conn
@@ -437,13 +438,18 @@ class Client:
                     except ServerUnavailable as exc:
                         errors.append(exc)
                         break
-                # a foreground job: sleep through JOB_CREATED until the next packet starts
-                hint = 2 * HEADER_SIZE + server.handle_size if expect_result else 0
                 try:
-                    try:
-                        first = conn.exchange(packet, deadline, limit, hint)
-                    except TimeoutError:
-                        first = None
+                    first: tuple[Cmd, tuple[bytes, ...]] | None = None
+                    if expect_result and server.handle_size:
+                        # a foreground job: sleep through JOB_CREATED until the result is
+                        # (probably) here, and take both at once when it is
+                        hint = 2 * HEADER_SIZE + server.handle_size
+                        done = conn.foreground(packet, deadline, limit, hint)
+                        if done is not None:
+                            return server, done[0], done[1]
+                    else:
+                        with suppress(TimeoutError):
+                            first = conn.exchange(packet, deadline, limit)
                     handle = self._await_created(server, job_name, deadline, limit, first)
                 except ServerUnavailable as exc:
                     if reused:
@@ -455,7 +461,7 @@ class Client:
                     errors.append(exc)
                     break
                 server.handle_size = len(handle)
-                return server, handle
+                return server, handle, None
         raise self._unavailable(errors)
 
     def _await_created(
@@ -524,7 +530,9 @@ class Client:
         try:
             if self._generation != _fork_generation:
                 self._forked()
-            server, handle = self._create(job_name, packet, deadline, limit, True)
+            server, handle, result = self._create(job_name, packet, deadline, limit, True)
+            if result is not None:
+                return decode_result(result)
             return self._await_result(server, job_name, handle, deadline, limit)
         finally:
             self._lock.release()
@@ -609,7 +617,7 @@ class Client:
         try:
             if self._generation != _fork_generation:
                 self._forked()
-            server, handle = self._create(job_name, packet, deadline, limit)
+            server, handle, _ = self._create(job_name, packet, deadline, limit)
         finally:
             self._lock.release()
         text = handle.decode("utf-8", "replace")

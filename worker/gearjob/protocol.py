@@ -161,6 +161,8 @@ for _cmd, _n in ARG_COUNT.items():
 _HEADER = struct.Struct(">4sII")
 _pack_header = _HEADER.pack
 _unpack_header = _HEADER.unpack_from
+_JOB_CREATED = int(Cmd.JOB_CREATED)
+_WORK_COMPLETE = int(Cmd.WORK_COMPLETE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -536,6 +538,80 @@ class Connection:
             self._hint = expect
         return self.next_packet(deadline, timeout)
 
+    def foreground(
+        self,
+        data: bytes,
+        deadline: float | None,
+        timeout: float | None,
+        expect: int,
+    ) -> tuple[bytes, bytes] | None:
+        """Send a foreground submit packet and wait for its answer: a client's hottest path.
+
+        When the first read holds exactly JOB_CREATED and the WORK_COMPLETE of its handle
+        (a short job), both are consumed and ``(handle, result)`` is returned. Otherwise
+        None, with nothing consumed: read on with :meth:`next_packet`. The first wait sleeps
+        until ``expect`` bytes are here (SO_RCVLOWAT, as :meth:`expect`), at most
+        HINT_WAIT_MS; it never raises TimeoutError (None when the deadline has passed).
+        Raises ServerUnavailable as :meth:`send_bytes` and :meth:`next_packet` do.
+        """
+        sock = self._sock
+        if sock is None or self._out or self._tls or self._pos < len(self._buf) or self._skip:
+            self.send_bytes(data, timeout)  # something unusual: the general way
+            return None
+        try:
+            sent = sock.send(data)
+        except self._would_block:
+            sent = 0
+        except OSError as exc:
+            raise self._lost(exc) from exc
+        if sent < len(data):
+            self.send_bytes(memoryview(data)[sent:], timeout)
+            return None
+        if deadline is None:
+            ms = HINT_WAIT_MS
+        else:
+            left = deadline - _monotonic()
+            if left <= 0:
+                return None
+            ms = min(_ceil(left * 1000), HINT_WAIT_MS)
+        if self._lowat != expect:
+            self._set_lowat(expect)
+        poller = self._poller
+        if poller is None or not poller.poll(ms):
+            return None
+        try:
+            buf = sock.recv(RECV_SIZE)  # the buffer is empty (checked above): this is all
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise self._recv_error(exc) from exc
+        if not buf:
+            raise self._lost(None, "connection closed by the server")
+        self._buf = buf
+        self._pos = 0
+        have = len(buf)
+        if have < 2 * HEADER_SIZE:
+            return None
+        magic, num, size = _unpack_header(buf, 0)
+        first_end = HEADER_SIZE + size
+        if magic != MAGIC_RES or num != _JOB_CREATED or first_end + HEADER_SIZE > have:
+            return None
+        magic, num, size = _unpack_header(buf, first_end)
+        if (
+            magic != MAGIC_RES
+            or num != _WORK_COMPLETE
+            or first_end + HEADER_SIZE + size != have
+            or size > self.max_packet_size
+        ):
+            return None
+        handle = buf[HEADER_SIZE:first_end]
+        start = first_end + HEADER_SIZE
+        split = start + len(handle)
+        if buf[start:split] != handle or buf[split : split + 1] != b"\0":
+            return None
+        self._pos = have
+        return handle, buf[split + 1 :]
+
     def enqueue(self, data: bytes) -> None:
         """Queue packed packets for :meth:`flush_nowait` (non-blocking batch writes)."""
         self._require()
@@ -605,9 +681,7 @@ class Connection:
                 self._wait(select.POLLOUT, time.monotonic() + self.connect_timeout)
                 continue
             except OSError as exc:
-                if exc.errno == errno.ECONNRESET:
-                    raise self._lost(exc, "connection reset by the server") from exc
-                raise self._lost(exc) from exc
+                raise self._recv_error(exc) from exc
             if not count:
                 raise self._lost(None, "connection closed by the server")
             got = True
@@ -633,6 +707,11 @@ class Connection:
             self._pos = 0
             if not self._tls or not cast("ssl.SSLSocket", sock).pending():
                 return True
+
+    def _recv_error(self, exc: OSError) -> ServerUnavailable:
+        if exc.errno == errno.ECONNRESET:
+            return self._lost(exc, "connection reset by the server")
+        return self._lost(exc)
 
     def _take(self) -> tuple[Cmd, tuple[bytes, ...]] | None:
         """Take one complete packet off the buffer as (cmd, args), or None."""

@@ -158,6 +158,21 @@ def test_request_round_trip(args: list[Any], site: str | None, uid: int | None) 
 
 
 @settings(max_examples=80, deadline=None)
+@given(name=st.text(min_size=1), args=st.lists(json_values, max_size=4), as_tuple=st.booleans())
+def test_encode_request_fast_path_gives_the_whole_envelope(
+    name: str, args: list[Any], as_tuple: bool
+) -> None:
+    """Without site and uid only the arguments are encoded, between cached affixes: the
+    bytes must be those of the whole envelope encoded at once, whatever the job name."""
+    whole = json.dumps(
+        {"gearjob": 1, "func": name, "args": args, "site": None, "uid": None},
+        separators=(",", ":"),
+    ).encode("ascii")
+    assert encode_request(name, tuple(args) if as_tuple else args) == whole
+    assert encode_request(name, args) == whole  # again: from the cache
+
+
+@settings(max_examples=80, deadline=None)
 @given(value=json_values)
 def test_result_round_trip_json(value: Any) -> None:
     assert decode_result(encode_result(value, json_results=True)) == value
