@@ -499,6 +499,13 @@ class Connection:
             if not self._flush_out(None if timeout is None else time.monotonic() + timeout):
                 raise TimeoutError(f"{self._name}: could not send within {timeout:g} s")
             return
+        self._send_on(sock, data, timeout)
+
+    def _send_on(
+        self, sock: socket.socket, data: bytes | memoryview, timeout: float | None
+    ) -> bool:
+        """Send ``data`` with nothing queued before it: True when one system call took it
+        all, False when the rest had to wait (sent by then, or an error raised)."""
         try:
             sent = sock.send(data)
         except self._would_block:
@@ -509,6 +516,8 @@ class Connection:
             self._out += memoryview(data)[sent:]
             if not self._flush_out(None if timeout is None else time.monotonic() + timeout):
                 raise TimeoutError(f"{self._name}: could not send within {timeout:g} s")
+            return False
+        return True
 
     def exchange(
         self,
@@ -526,14 +535,7 @@ class Connection:
         if sock is None or self._out:
             self.send_bytes(data, timeout)
         else:
-            try:
-                sent = sock.send(data)
-            except self._would_block:
-                sent = 0
-            except OSError as exc:
-                raise self._lost(exc) from exc
-            if sent < len(data):
-                self.send_bytes(memoryview(data)[sent:], timeout)
+            self._send_on(sock, data, timeout)
         if expect > 1 and not self._tls:
             self._hint = expect
         return self.next_packet(deadline, timeout)
@@ -558,14 +560,7 @@ class Connection:
         if sock is None or self._out or self._tls or self._pos < len(self._buf) or self._skip:
             self.send_bytes(data, timeout)  # something unusual: the general way
             return None
-        try:
-            sent = sock.send(data)
-        except self._would_block:
-            sent = 0
-        except OSError as exc:
-            raise self._lost(exc) from exc
-        if sent < len(data):
-            self.send_bytes(memoryview(data)[sent:], timeout)
+        if not self._send_on(sock, data, timeout):
             return None
         if deadline is None:
             ms = HINT_WAIT_MS
