@@ -903,9 +903,25 @@ class Connection:
 
     def read_available_raw(self) -> list[tuple[Cmd, tuple[bytes, ...]]]:
         """:meth:`read_available` as ``(cmd, args)`` tuples (no Packet objects)."""
-        self._fill()
-        packets: list[tuple[Cmd, tuple[bytes, ...]]] = []
+        sock = self._sock
         buf = self._buf
+        if self._pos >= len(buf) and sock is not None and not self._tls and not self._skip:
+            # nothing buffered (the usual case): one recv is all _fill would do
+            try:
+                data = sock.recv(RECV_SIZE)
+            except BlockingIOError:
+                data = None
+            except OSError as exc:
+                raise self._recv_error(exc) from exc
+            if data is not None:
+                if not data:
+                    raise self._lost(None, "connection closed by the server")
+                self._buf = buf = data
+                self._pos = 0
+        else:
+            self._fill()
+            buf = self._buf
+        packets: list[tuple[Cmd, tuple[bytes, ...]]] = []
         if type(buf) is bytes and self._deferred is None:
             # the common case in one loop (many packets per read in a batch); anything
             # unusual (an error, an oversize packet) is left to _take below
