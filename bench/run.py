@@ -16,10 +16,11 @@ stacks: each implementation end to end, its own client and its own worker(s), as
      so that its start-up is not counted)
   c) an N-job foreground batch through two workers
 
-The cases run in rounds (--rounds, default 3): in each round every case runs for the three
-implementations back to back, in an order that rotates from round to round, and the table shows
-the median of the rounds. A load that comes and goes on the machine then hits every implementation
-alike instead of the one that happened to run at the time.
+The cases run in rounds (--rounds, default 5): in each round every case runs for the three
+implementations back to back, in an order that rotates from round to round. The table shows the
+median of the rounds; each ratio is the median of the rounds' own ratios (the runs of one case in
+one round are seconds apart). A load, or a machine that is faster or slower for a while, then
+hits every implementation alike instead of the one that happened to run at the time.
 
 It prints a table, gearjob's ratios to the others with the project's targets, and the resident
 memory of an idle gearjob worker. Run it with bench/run.sh, which builds the C peer and the
@@ -203,12 +204,13 @@ CASES = [
 ]
 
 
-def run_rounds(
-    stacks: list[Stack], common_worker: Stack, n: int, rounds: int
-) -> dict[str, dict[str, dict[str, float]]]:
-    """Every case for every stack, `rounds` times, in a rotating order; the median per figure,
-    as results[view][stack name][figure]."""
-    samples: dict[str, dict[str, dict[str, list[float]]]] = {}
+Samples = dict[str, dict[str, dict[str, list[float]]]]  # [view][stack name][figure] per round
+
+
+def run_rounds(stacks: list[Stack], common_worker: Stack, n: int, rounds: int) -> Samples:
+    """Every case for every stack, `rounds` times, in a rotating order: each figure as the
+    list of its rounds, samples[view][stack name][figure]."""
+    samples: Samples = {}
     for r in range(rounds):
         order = stacks[r % len(stacks) :] + stacks[: r % len(stacks)]
         for view, case in CASES:
@@ -222,6 +224,10 @@ def run_rounds(
                 figures = samples.setdefault(view, {}).setdefault(stack.name, {})
                 for key, value in case(stack, worker, n).items():
                     figures.setdefault(key, []).append(value)
+    return samples
+
+
+def medians(samples: Samples) -> dict[str, dict[str, dict[str, float]]]:
     return {
         view: {
             name: {key: statistics.median(values) for key, values in figures.items()}
@@ -229,6 +235,14 @@ def run_rounds(
         }
         for view, by_stack in samples.items()
     }
+
+
+def ratio(samples: Samples, view: str, key: str, other: str) -> float:
+    """gearjob's figure over ``other``'s: the median of the rounds' own ratios. Both runs of
+    a round ran minutes apart at most, so a machine that is faster or slower for a while
+    moves both; the ratio of two medians could pair a fast round with a slow one."""
+    ours, theirs = samples[view]["gearjob"][key], samples[view][other][key]
+    return statistics.median(g / o for g, o in zip(ours, theirs, strict=True))
 
 
 def idle_worker_rss_mb(stack: Stack) -> float:
@@ -338,7 +352,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=20_000, help="jobs per case (default 20000)")
     parser.add_argument("--c-peer", required=True, help="path of the compiled gearbench binary")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="rounds; the median is shown (default 3)"
+        "--rounds", type=int, default=5, help="rounds; the medians are shown (default 5)"
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     parser.add_argument(
@@ -390,7 +404,8 @@ def main() -> int:
         ),
     ]
     load_before = os.getloadavg()[0]
-    results = run_rounds(stacks, stacks[1], args.jobs, args.rounds)
+    samples = run_rounds(stacks, stacks[1], args.jobs, args.rounds)
+    results = medians(samples)
     rss = idle_worker_rss_mb(stacks[1])
     load_after = os.getloadavg()[0]
     counts = instructions(stacks) if args.instructions else None
@@ -411,23 +426,24 @@ def main() -> int:
             + " |"
         )
 
-    print("\n| view | ratio (jobs/s) | gearjob / C | gearjob / python3-gearman |")
+    print("\nRatios: the median of the rounds' own ratios.\n")
+    print("| view | ratio (jobs/s) | gearjob / C | gearjob / python3-gearman |")
     print("|---|---|---:|---:|")
+    ratios: dict[tuple[str, str], tuple[float, float]] = {}
     for view, label, key, _ in ROWS:
         if key in THROUGHPUT:
-            g, c, p = (
-                results[view][n][key] for n in ("gearjob", "C libgearman", "python3-gearman")
+            ratios[view, key] = (
+                ratio(samples, view, key, "C libgearman"),
+                ratio(samples, view, key, "python3-gearman"),
             )
-            print(f"| {view} | {label} | {g / c:.2f}x | {g / p:.2f}x |")
-    clients, own = results["clients"], results["stacks"]
-    gc, cc = clients["gearjob"], clients["C libgearman"]
-    gs, ps = own["gearjob"], own["python3-gearman"]
+            c, p = ratios[view, key]
+            print(f"| {view} | {label} | {c:.2f}x | {p:.2f}x |")
     checks = [
-        ("a) fg sequential, clients: >= 0.9x C", gc["fg_jobs_s"] >= 0.9 * cc["fg_jobs_s"]),
-        ("c) fg batch, clients: > 1.0x C", gc["batch_jobs_s"] > cc["batch_jobs_s"]),
+        ("a) fg sequential, clients: >= 0.9x C", ratios["clients", "fg_jobs_s"][0] >= 0.9),
+        ("c) fg batch, clients: > 1.0x C", ratios["clients", "batch_jobs_s"][0] > 1.0),
         (
             "every case, stacks: >= 1.6x python3-gearman",
-            all(gs[k] >= 1.6 * ps[k] for k in THROUGHPUT),
+            all(ratios["stacks", k][1] >= 1.6 for k in THROUGHPUT),
         ),
         (f"idle gearjob worker RSS {rss:.1f} MB < 30 MB", rss < 30),
     ]
@@ -453,6 +469,8 @@ def main() -> int:
                     "jobs": args.jobs,
                     "rounds": args.rounds,
                     "results": results,
+                    "rounds_figures": samples,
+                    "ratios": {f"{view}/{key}": list(r) for (view, key), r in ratios.items()},
                     "idle_worker_rss_mb": rss,
                 }
             )
