@@ -293,7 +293,8 @@ def worker_instructions(stack: Stack, driver: Stack, mode: str, n: int) -> int:
                 while queue(port)[0]:
                     time.sleep(0.1)
             time.sleep(0.5)
-            proc.send_signal(signal.SIGINT)  # every peer exits on it (gearjob: at once)
+            # every peer exits on it (libgearman's worker ignores SIGINT under valgrind)
+            proc.send_signal(signal.SIGTERM)
         except BaseException:
             proc.kill()
             raise
