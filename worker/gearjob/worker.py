@@ -330,8 +330,7 @@ class Worker:
     def close(self) -> None:
         for link in self.links:
             self._drop(link, reason=None)
-        if self._wake_r.fileno() >= 0:
-            self._unwatch(self._wake_r.fileno())
+        self._unwatch(self._wake_r.fileno())
         self._wake_r.close()
         self._wake_w.close()
         self.notifier.close()
@@ -340,7 +339,6 @@ class Worker:
         max_jobs = self.settings.max_jobs
         poll = self._poll.poll
         watched = self._watched
-        links = self.links
         # the loop turns at least this often (the watchdog thread checks its heartbeat)
         interval = self.notifier.watchdog_interval
         longest = 5.0 if interval is None else min(5.0, interval)
@@ -354,13 +352,11 @@ class Worker:
             if self._reload_requested and self._grabbing is None:
                 self._reload()
                 max_jobs = self.settings.max_jobs
-                links = self.links
             if not self._settled:
                 self._connect_due()
-                links = self.links
             if self._grab_queue and self._grabbing is None:
                 self._grab_next()
-            ready = [link for link in links if link.conn and link.conn.has_buffered()]
+            ready = [link for link in self.links if link.conn and link.conn.has_buffered()]
             if not ready:
                 self._arm()
                 timeout = longest if self._settled else min(longest, self._select_timeout())
@@ -592,10 +588,15 @@ class Worker:
             link = self._grab_queue.popleft()
             # after a NOOP: a job is expected, but another worker may take it first
             if link.conn is not None and self._send(link, _GRAB_SLEEP):
-                link.state = "grabbing"
-                link.presleep = True
-                link.after_job = False
-                self._grabbing = link
+                self._grabbing_on(link, presleep=True, after_job=False)
+
+    def _grabbing_on(self, link: _Link, *, presleep: bool, after_job: bool) -> None:
+        """A GRAB just went to ``link`` (with a PRE_SLEEP behind it when ``presleep``, with
+        a job's result when ``after_job``): its answer is the next thing to wait for."""
+        link.state = "grabbing"
+        link.presleep = presleep
+        link.after_job = after_job
+        self._grabbing = link
 
     def _read(self, link: _Link) -> None:
         conn = link.conn
@@ -622,13 +623,8 @@ class Worker:
                 self._handle(link, cmd, args)
 
     def _handle(self, link: _Link, cmd: Cmd, args: tuple[bytes, ...]) -> None:
-        if cmd is _ASSIGN:
-            if self._grabbing is link:
-                self._grabbing = None
-                if link.after_job:
-                    link.idle_after_job = False  # jobs are queued: next time GRAB only
-            self._job(link, args[0], args[1], args[3])
-        elif cmd is _NO_JOB:
+        """Every packet but JOB_ASSIGN_UNIQ (which :meth:`_read` handles itself)."""
+        if cmd is _NO_JOB:
             if self._grabbing is link:
                 self._grabbing = None
                 if link.after_job:
@@ -648,10 +644,7 @@ class Worker:
                 ):
                     # the hot path: grab from this server now (as _grab_next would)
                     if self._send(link, _GRAB_SLEEP):
-                        link.state = "grabbing"
-                        link.presleep = True
-                        link.after_job = False
-                        self._grabbing = link
+                        self._grabbing_on(link, presleep=True, after_job=False)
                     return
                 self._want_grab(link)
                 if not self._reload_requested and not self._max_reached():
@@ -709,8 +702,7 @@ class Worker:
         of running it (``json_results`` then tells whether a gearjob client sent it)."""
         handle = raw_handle.decode("utf-8", "replace")
         name = raw_function.decode("utf-8", "replace")
-        settings = self.settings
-        limit = float(settings.job_timeouts.get(name, settings.job_timeout) or 0.0)
+        limit = self._timeout_for(name)
         started = _monotonic()
         self._current = _Current(name, handle, started, started + limit if limit else None)
         if self._job_fd is not None:
@@ -740,33 +732,24 @@ class Worker:
             outcome = exc
         # (not in a finally: on WorkerKilled, run() still names the unfinished job)
         self._current = None
-        done = self.jobs_done = self.jobs_done + 1
+        self.jobs_done += 1
         if outcome is not None:
             self._log_failure(name, handle, _monotonic() - started, outcome)
         elif self._log_info:
             log.info("job %s %s done in %.3f s", name, handle, _monotonic() - started)
-        max_jobs = settings.max_jobs
-        conn = link.conn
         if (
-            conn is not None
-            and not self._grab_queue
+            not self._grab_queue
             and not self._stop
             and not self._reload_requested
-            and not (max_jobs and done >= max_jobs)
+            and not self._max_reached()
         ):
             # the common case: one write for the result and the next GRAB (and PRE_SLEEP
             # when the queue was empty last time)
             presleep = link.idle_after_job
-            try:
-                conn.send_bytes(reply + (_GRAB_SLEEP if presleep else _GRAB))
-            except (ServerUnavailable, ProtocolError, OSError) as exc:
-                self._drop(link, f"connection lost: {exc}")
-                self._lost_result(name, handle, link)
+            if self._send(link, reply + (_GRAB_SLEEP if presleep else _GRAB)):
+                self._grabbing_on(link, presleep=presleep, after_job=True)
             else:
-                link.state = "grabbing"
-                link.presleep = presleep
-                link.after_job = True
-                self._grabbing = link
+                self._lost_result(name, handle, link)
         elif self._send(link, reply):
             link.state = "idle"
             self._want_grab(link)
