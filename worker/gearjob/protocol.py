@@ -572,20 +572,11 @@ class Connection:
         if self._lowat != expect:
             self._set_lowat(expect)
         poller = self._poller
-        if poller is None or not poller.poll(ms):
+        if poller is None or not poller.poll(ms) or not self._fill():
             return None
-        try:
-            buf = sock.recv(RECV_SIZE)  # the buffer is empty (checked above): this is all
-        except BlockingIOError:
-            return None
-        except OSError as exc:
-            raise self._recv_error(exc) from exc
-        if not buf:
-            raise self._lost(None, "connection closed by the server")
-        self._buf = buf
-        self._pos = 0
+        buf = self._buf  # the chunk just read: the buffer was empty (checked above)
         have = len(buf)
-        if have < 2 * HEADER_SIZE:
+        if type(buf) is not bytes or have < 2 * HEADER_SIZE:
             return None
         magic, num, size = _unpack_header(buf, 0)
         first_end = HEADER_SIZE + size
@@ -647,9 +638,22 @@ class Connection:
         sock = self._sock
         if sock is None:
             raise self._lost(None, "not connected")
-        size = RECV_SIZE
         buf = self._buf
         pos = self._pos
+        if pos >= len(buf) and not self._tls and not self._skip:
+            # nothing buffered (the usual case): one recv is all there is to do
+            try:
+                data = sock.recv(RECV_SIZE)
+            except BlockingIOError:
+                return False
+            except OSError as exc:
+                raise self._recv_error(exc) from exc
+            if not data:
+                raise self._lost(None, "connection closed by the server")
+            self._buf = data
+            self._pos = 0
+            return True
+        size = RECV_SIZE
         if len(buf) - pos >= HEADER_SIZE:
             # a big packet is arriving: read larger chunks
             announced = _unpack_header(buf, pos)[2]
@@ -903,25 +907,9 @@ class Connection:
 
     def read_available_raw(self) -> list[tuple[Cmd, tuple[bytes, ...]]]:
         """:meth:`read_available` as ``(cmd, args)`` tuples (no Packet objects)."""
-        sock = self._sock
-        buf = self._buf
-        if self._pos >= len(buf) and sock is not None and not self._tls and not self._skip:
-            # nothing buffered (the usual case): one recv is all _fill would do
-            try:
-                data = sock.recv(RECV_SIZE)
-            except BlockingIOError:
-                data = None
-            except OSError as exc:
-                raise self._recv_error(exc) from exc
-            if data is not None:
-                if not data:
-                    raise self._lost(None, "connection closed by the server")
-                self._buf = buf = data
-                self._pos = 0
-        else:
-            self._fill()
-            buf = self._buf
+        self._fill()
         packets: list[tuple[Cmd, tuple[bytes, ...]]] = []
+        buf = self._buf
         if type(buf) is bytes and self._deferred is None:
             # the common case in one loop (many packets per read in a batch); anything
             # unusual (an error, an oversize packet) is left to _take below

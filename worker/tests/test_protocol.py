@@ -8,6 +8,7 @@ import selectors
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -363,6 +364,83 @@ def test_exchange_with_hint_gets_both_packets(tcp_pair: tuple[Connection, socket
     assert conn.has_buffered()
     assert conn.next_packet(None) == (Cmd.WORK_COMPLETE, (b"H:x:2", b'"ok"'))
     assert lowat(conn) == len(created) + 12  # kept for the next job of the same kind
+
+
+SUBMIT = pack(Cmd.SUBMIT_JOB, b"f", b"", b"{}")
+
+
+def test_foreground_takes_job_created_and_result_in_one_read(
+    tcp_pair: tuple[Connection, socket.socket],
+) -> None:
+    conn, peer = tcp_pair
+    created = pack_response(Cmd.JOB_CREATED, b"H:x:3")
+    peer.sendall(created + pack_response(Cmd.WORK_COMPLETE, b"H:x:3", b'"ok\0"'))
+    assert conn.foreground(SUBMIT, None, None, len(created) + 12) == (b"H:x:3", b'"ok\0"')
+    assert peer.recv(100) == SUBMIT
+    assert not conn.has_buffered()
+    assert lowat(conn) == len(created) + 12  # kept for the next job of the same kind
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # another job's result after JOB_CREATED (one abandoned earlier on this connection)
+        [(Cmd.JOB_CREATED, (b"H:x:4",)), (Cmd.WORK_COMPLETE, (b"H:x:9", b"1"))],
+        # a status update between them
+        [
+            (Cmd.JOB_CREATED, (b"H:x:4",)),
+            (Cmd.WORK_STATUS, (b"H:x:4", b"1", b"2")),
+            (Cmd.WORK_COMPLETE, (b"H:x:4", b"1")),
+        ],
+        # a failure, and a refusal
+        [(Cmd.JOB_CREATED, (b"H:x:4",)), (Cmd.WORK_FAIL, (b"H:x:4",))],
+        [(Cmd.ERROR, (b"ERR", b"no")), (Cmd.NOOP, ()), (Cmd.NOOP, ())],
+        # the result of a handle that only starts like this one's
+        [(Cmd.JOB_CREATED, (b"H:x:4",)), (Cmd.WORK_COMPLETE, (b"H:x:41", b"1"))],
+    ],
+)
+def test_foreground_leaves_anything_else_to_next_packet(
+    tcp_pair: tuple[Connection, socket.socket], answer: list[tuple[Cmd, tuple[bytes, ...]]]
+) -> None:
+    conn, peer = tcp_pair
+    peer.sendall(b"".join(pack_response(cmd, *args) for cmd, args in answer))
+    assert conn.foreground(SUBMIT, None, None, 24) is None
+    assert [conn.next_packet(time.monotonic() + 5) for _ in answer] == answer
+    assert not conn.has_buffered()
+
+
+def test_foreground_result_still_arriving_is_read_by_next_packet(
+    tcp_pair: tuple[Connection, socket.socket],
+) -> None:
+    conn, peer = tcp_pair
+    whole = pack_response(Cmd.JOB_CREATED, b"H:x:5") + pack_response(
+        Cmd.WORK_COMPLETE, b"H:x:5", b"x" * 1000
+    )
+    peer.sendall(whole[:40])  # more than the hint: the wait ends, the result is not all here
+    assert conn.foreground(SUBMIT, None, None, 30) is None
+    peer.sendall(whole[40:])
+    assert conn.next_packet(time.monotonic() + 5) == (Cmd.JOB_CREATED, (b"H:x:5",))
+    assert conn.next_packet(time.monotonic() + 5) == (Cmd.WORK_COMPLETE, (b"H:x:5", b"x" * 1000))
+
+
+def test_foreground_with_no_answer_yet_returns_after_the_hint_wait(
+    tcp_pair: tuple[Connection, socket.socket],
+) -> None:
+    conn, peer = tcp_pair
+    assert conn.foreground(SUBMIT, time.monotonic() + 5, 5.0, 24) is None  # within HINT_WAIT_MS
+    assert peer.recv(100) == SUBMIT
+    peer.sendall(pack_response(Cmd.JOB_CREATED, b"H:x:6"))
+    assert conn.next_packet(time.monotonic() + 5) == (Cmd.JOB_CREATED, (b"H:x:6",))
+
+
+def test_foreground_server_gone_is_server_unavailable(
+    tcp_pair: tuple[Connection, socket.socket],
+) -> None:
+    conn, peer = tcp_pair
+    peer.close()
+    with pytest.raises(ServerUnavailable):
+        conn.foreground(SUBMIT, time.monotonic() + 5, 5.0, 24)
+    assert not conn.connected
 
 
 def test_hint_is_cleared_for_admin_and_selectors(
