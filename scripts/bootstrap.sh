@@ -8,6 +8,8 @@
 #   * .venv-ansible: the controller tools pinned in requirements-ansible.txt;
 #   * .collections: the Ansible collections the roles and scenarios use, taken
 #     out of the `ansible` release named in requirements-ansible.txt;
+#   * .cache/collections/ansible_collections/gearjob/ops: a link to this checkout, so
+#     that site.yml and the scenarios find the collection's filters (gearjob.ops.*);
 #   * the systemd container images (scripts/build-image.sh); by default
 #     gearjob-systemd:debian-12, more with GEARJOB_IMAGES="debian-12 debian-13".
 #
@@ -91,6 +93,13 @@ with zipfile.ZipFile(wheel) as archive:
     archive.extractall(target, members)
 EOF
     echo "$release ${COLLECTION_NAMES[*]}" >"$cstamp"
+fi
+
+# --- this checkout as the gearjob.ops collection ---------------------------------
+link="$ROOT/.cache/collections/ansible_collections/gearjob/ops"
+if [ "$(readlink "$link" 2>/dev/null)" != "../../../.." ]; then
+    mkdir -p "$(dirname "$link")"
+    ln -sfn ../../../.. "$link"
 fi
 
 # --- systemd images ----------------------------------------------------------

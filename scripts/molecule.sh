@@ -62,11 +62,18 @@ export PATH="$ROOT/.venv-ansible/bin:$PATH"
 export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 MOLECULE_NO_COLOR=1 NO_COLOR=1
 
 run_lint() {
+    # ansible-lint resolves gearjob.ops.* (molecule/default) in the collection built from here.
+    local lint_collections
+    lint_collections="$(mktemp -d /tmp/gearjob-lint.XXXXXX)"
+    "$ROOT/scripts/install-collection.sh" "$lint_collections" >/dev/null || { rm -rf "$lint_collections"; return 1; }
     yamllint --strict . &&
-        ansible-lint --profile production --offline &&
+        ANSIBLE_COLLECTIONS_PATH="$lint_collections:$ROOT/.collections" ansible-lint --profile production --offline &&
         check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml &&
         pytest -q -p no:cacheprovider molecule/shared/unit &&
         pytest -q -p no:cacheprovider roles/*/tests
+    local rc=$?
+    rm -rf "$lint_collections"
+    return $rc
 }
 
 # Remove every container and network of one run, whatever state it is in.
@@ -111,7 +118,20 @@ for scenario in "${scenarios[@]}"; do
         current_run="${MOLECULE_RUN_ID_PREFIX:-r}$(date +%s)$$${RANDOM}"
         current_tmp="$(mktemp -d /tmp/gearjob-molecule.XXXXXX)"
         echo "=== $scenario (image $IMAGE, run $current_run)"
-        MOLECULE_RUN_ID="$current_run" \
+        # A scenario that uses $GEARJOB_INSTALLED_COLLECTIONS (default) converges the roles
+        # from the collection built and installed from this checkout, not from roles/.
+        collections=""
+        if grep -q GEARJOB_INSTALLED_COLLECTIONS "molecule/$scenario/molecule.yml"; then
+            collections="$current_tmp/collections"
+            mkdir -p "$collections/no-roles"
+            if tarball="$("$ROOT/scripts/install-collection.sh" "$collections")"; then
+                echo "collection: $tarball installed in $collections"
+            else
+                collections="$current_tmp/not-installed"  # the converge then fails on the first role
+            fi
+        fi
+        GEARJOB_INSTALLED_COLLECTIONS="$collections" \
+            MOLECULE_RUN_ID="$current_run" \
             MOLECULE_EPHEMERAL_DIRECTORY="$current_tmp/ephemeral" \
             GEARJOB_MOLECULE_REPORT="$current_tmp/figures" \
             molecule test -s "$scenario"

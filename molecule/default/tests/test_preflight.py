@@ -58,7 +58,7 @@ def playbook(results: str) -> list[dict[str, Any]]:
                 "tasks": [
                     {
                         "name": "Apply the role with bad variables",
-                        "block": [{"ansible.builtin.include_role": {"name": "gearman_server"}}],
+                        "block": [{"ansible.builtin.include_role": {"name": "gearjob.ops.gearman_server"}}],
                         "rescue": [
                             {
                                 "name": "Record the failure",

@@ -10,7 +10,7 @@ import pytest
 
 PLUGIN = (
     Path(__file__).resolve().parents[3]
-    / "roles/gearman_server/filter_plugins/gearman_server_networks.py"
+    / "plugins/filter/gearman_server_networks.py"
 )
 
 

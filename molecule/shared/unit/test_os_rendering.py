@@ -267,7 +267,7 @@ def render(name: str, run: Run, work: Path, roles: Path) -> dict[str, Any]:
         **os.environ,
         "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
         "ANSIBLE_ROLES_PATH": str(roles),
-        "ANSIBLE_COLLECTIONS_PATH": str(REPO / ".collections"),
+        "ANSIBLE_COLLECTIONS_PATH": f"{REPO / '.collections'}:{REPO / '.cache/collections'}",
         "ANSIBLE_LOCAL_TEMP": str(work / f"tmp-{name}"),
         "ANSIBLE_FORCE_COLOR": "0",
         "ANSIBLE_DISPLAY_OK_HOSTS": "false",
