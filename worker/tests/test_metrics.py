@@ -10,7 +10,7 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from daemon_helpers import WorkerProcess, subprocess_env
+from daemon_helpers import WorkerProcess
 
 from gearjob import metrics
 from gearjob.client import Client
@@ -29,31 +29,6 @@ FAMILIES = [
     "gearjob_persistent_queue_rows",
     "gearjob_scrape_duration_seconds",
 ]
-
-
-@pytest.fixture
-def exporter(tmp_path) -> Iterator[object]:
-    """exporter(*args) -> (process, base URL) of `gearjob metrics --listen 127.0.0.1:0 ...`."""
-    started: list[WorkerProcess] = []
-
-    def start(*args: str) -> tuple[WorkerProcess, str]:
-        proc = WorkerProcess(
-            ["--listen", "127.0.0.1:0", *args],
-            tmp_path / f"metrics{len(started)}.log",
-            env=subprocess_env(),
-            command="metrics",
-        )
-        started.append(proc)
-        proc.start()
-        log = proc.wait_log(r"serving metrics on http://127\.0\.0\.1:\d+/metrics")
-        port = re.search(r"http://127\.0\.0\.1:(\d+)/metrics", log).group(1)
-        return proc, f"http://127.0.0.1:{port}"
-
-    try:
-        yield start
-    finally:
-        for proc in started:
-            proc.stop()
 
 
 @pytest.fixture
