@@ -44,7 +44,7 @@ class System(NamedTuple):
 
     @property
     def title(self) -> str:
-        """As the README names it: Debian 12, Ubuntu 22.04."""
+        """As docs/testing.md names it: Debian 12, Ubuntu 22.04."""
         number = self.version if self.distribution == "Ubuntu" else self.major
         return f"{self.distribution} {number}"
 
@@ -65,7 +65,7 @@ class System(NamedTuple):
         }
 
 
-# The systems of the README's support table, with the Python each one ships.
+# The systems of the support table in docs/testing.md, with the Python each one ships.
 SYSTEMS = {
     "debian-12": System("Debian", "12", "bookworm", "12.11", "3.11.2"),
     "debian-13": System("Debian", "13", "trixie", "13.1", "3.13.5"),
