@@ -61,7 +61,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, NamedTuple
 
-from gearjob import payload
+from gearjob import payload, stats
 from gearjob.config import ServerAddress, Settings
 from gearjob.errors import GearjobError, JobTimeout, PayloadError, ProtocolError, ServerUnavailable
 from gearjob.protocol import HEADER_SIZE, MAGIC_REQ, Cmd, Connection, OversizePacket, pack
@@ -176,6 +176,7 @@ class Worker:
         self.notifier = notifier if notifier is not None else Notifier()
         self.links = [_Link(a) for a in settings.servers]
         self.jobs_done = 0
+        self.jobs_failed: dict[str, int] = {}  # per function ($GEARJOB_METRICS_FILE)
         # what the loop waits on: fd -> its link, a connect probe, or None (the signal wake-up)
         self._poll = select.poll()
         self._watched: dict[int, _Link | _Probe | None] = {}
@@ -299,6 +300,7 @@ class Worker:
         if not self.registry.functions:
             log.warning("no jobs are registered: this worker will never get any work")
         notifier_thread = self._start_notifier_thread()
+        stats_writer = stats.start(lambda: (self.jobs_done, self.jobs_failed.copy()))
         try:
             self._loop()
             log.info("worker exiting: %s (%d job(s) done)", self._stop_reason, self.jobs_done)
@@ -321,6 +323,8 @@ class Worker:
             self._watchdog_stop.set()
             if notifier_thread is not None:
                 notifier_thread.join(timeout=1)
+            if stats_writer is not None:
+                stats_writer.stop()
             self._restore_signals(previous)
             self.close()
             if self._current is None:
@@ -734,6 +738,7 @@ class Worker:
         self._current = None
         self.jobs_done += 1
         if outcome is not None:
+            self.jobs_failed[name] = self.jobs_failed.get(name, 0) + 1
             self._log_failure(name, handle, _monotonic() - started, outcome)
         elif self._log_info:
             log.info("job %s %s done in %.3f s", name, handle, _monotonic() - started)

@@ -97,6 +97,8 @@ def test_unit_has_the_settings_a_worker_pool_needs() -> None:
         "PartOf={{ _gearjob_worker_target }}",
         "Environment=GEARJOB_JOB_FILE=%t/gearjob-worker/%i/job",
         "RuntimeDirectory=gearjob-worker/%i",
+        "Environment=GEARJOB_METRICS_FILE=%S/gearjob/metrics/gearjob-worker@%i.prom",
+        "StateDirectory=gearjob gearjob/metrics",
         "ExecStopPost=+/bin/sh /usr/local/lib/gearjob-worker-stopped.sh %t/gearjob-worker/%i/job",
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",
