@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Prepares this machine for the package tests: Debian packages (gearmand, gearman-tools, PHP with the
 # gearman extension, stunnel for the TLS tests, MariaDB and PostgreSQL for the persistent-queue tests,
-# libgearman for the C benchmark, prometheus for promtool and the dashboard test) and the virtualenv .venv with gearjob installed in editable mode plus
-# its test and lint tools. Idempotent.
+# libgearman for the C benchmark, Prometheus and node_exporter for the alert rules and the dashboard)
+# and the virtualenv .venv with gearjob installed in editable mode plus its test and lint tools.
+# Idempotent.
 #
 # The servers these packages bring are not started: the tests run their own throwaway gearmand,
-# MariaDB and PostgreSQL processes on free ports, so the install keeps services from starting.
+# MariaDB, PostgreSQL and Prometheus processes on free ports, so the install keeps services from
+# starting.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(gearman-job-server gearman-tools php-cli php-gearman stunnel4 openssl libgearman-dev gcc
-          python3-venv mariadb-server mariadb-client postgresql postgresql-client prometheus)
+          python3-venv mariadb-server mariadb-client postgresql postgresql-client prometheus
+          prometheus-node-exporter)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 import yaml
 from conftest import free_port
+from daemon_helpers import subprocess_env
 
-from gearjob.client import Client
+from gearjob import Client, JobFailed
 
 pytest_plugins = ["daemon_fixtures"]
 
@@ -108,12 +109,14 @@ def test_dashboard_has_datasource_and_instance_variables() -> None:
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
-    assert variables["instance"]["includeAll"] and variables["instance"]["multi"]
+    for name in ("instance", "worker_instance"):
+        assert variables[name]["includeAll"] and variables[name]["multi"], name
     for panel in dashboard["panels"]:
         if panel["type"] != "row":
             assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
             for target in panel["targets"]:
-                assert 'instance=~"$instance"' in target["expr"] or "ALERTS" in target["expr"]
+                expr = target["expr"]
+                assert re.search(r'instance=~"\$(worker_)?instance"', expr) or "ALERTS" in expr
 
 
 class Prometheus:
@@ -148,10 +151,11 @@ class Prometheus:
 
 @pytest.fixture
 def prometheus(tmp_path: Path) -> Iterator[Callable[[str], Prometheus]]:
-    """prometheus(exporter_url) -> a real Prometheus scraping it every second, with the rules."""
+    """prometheus({"job": "host:port", ...}) -> a real Prometheus scraping each target every
+    second, with the rules."""
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(target: str) -> Prometheus:
+    def start(targets: dict[str, str]) -> Prometheus:
         config = tmp_path / "prometheus.yml"
         config.write_text(
             yaml.safe_dump(
@@ -159,7 +163,8 @@ def prometheus(tmp_path: Path) -> Iterator[Callable[[str], Prometheus]]:
                     "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
                     "rule_files": [str(RULES)],
                     "scrape_configs": [
-                        {"job_name": "gearjob", "static_configs": [{"targets": [target]}]}
+                        {"job_name": job, "static_configs": [{"targets": [target]}]}
+                        for job, target in targets.items()
                     ],
                 }
             )
@@ -175,7 +180,8 @@ def prometheus(tmp_path: Path) -> Iterator[Callable[[str], Prometheus]]:
         procs.append(subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL))
         log.close()
         server = Prometheus(f"http://127.0.0.1:{port}")
-        server.wait('up{job="gearjob"} == 1', "Prometheus scrapes the exporter")
+        for job in targets:
+            server.wait(f'up{{job="{job}"}} == 1', f"Prometheus scrapes {job}")
         return server
 
     try:
@@ -190,11 +196,43 @@ def prometheus(tmp_path: Path) -> Iterator[Callable[[str], Prometheus]]:
                 proc.wait()
 
 
+@pytest.fixture
+def node_exporter(tmp_path: Path) -> Iterator[Callable[[Path], str]]:
+    """node_exporter(directory) -> host:port of a real node_exporter serving the *.prom files
+    of the directory (its textfile collector only)."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(directory: Path) -> str:
+        address = f"127.0.0.1:{free_port()}"
+        argv = [
+            program("prometheus-node-exporter"),
+            "--collector.disable-defaults",
+            "--collector.textfile",
+            f"--collector.textfile.directory={directory}",
+            f"--web.listen-address={address}",
+        ]
+        log = open(tmp_path / "node-exporter.log", "wb")  # noqa: SIM115 (closed below)
+        procs.append(subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL))
+        log.close()
+        return address
+
+    try:
+        yield start
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(20)
+
+
 def test_every_dashboard_query_returns_data_from_a_real_prometheus(
-    gearmand_factory, raw_worker, exporter, prometheus, tmp_path
+    gearmand_factory, raw_worker, start_worker, exporter, node_exporter, prometheus, tmp_path
 ):
     path = tmp_path / "queue.sqlite3"
     server = gearmand_factory("-q", "libsqlite3", f"--libsqlite3-db={path}")
+    textfiles = tmp_path / "textfiles"
+    textfiles.mkdir()
+    metrics_file = textfiles / "gearjob-worker@1.prom"
+    start_worker(server, env=subprocess_env(GEARJOB_METRICS_FILE=str(metrics_file)))
     release = threading.Event()
     raw_worker(server, {"m_busy": lambda *args: release.wait(60)})
     try:
@@ -202,19 +240,32 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(
             for i in range(3):
                 client.submit_background("m_waiting", i)  # no worker: waiting
             client.submit_background("m_busy", 1)  # runs until released
+            assert client.submit("hello", "x") == "Hello x"
+            with pytest.raises(JobFailed):
+                client.submit("failing")
         config = tmp_path / "queue.toml"
         config.write_text(f'type = "sqlite"\nserver = "{server}"\n[sqlite]\npath = "{path}"\n')
         _, url = exporter("--server", str(server), "--queue-config", str(config))
-        prom = prometheus(url.removeprefix("http://"))
+        gearjob_target = url.removeprefix("http://")
+        prom = prometheus({"gearjob": gearjob_target, "node": node_exporter(textfiles)})
         prom.wait("gearjob_jobs_running > 0", "the busy job runs")
-        # deriv() over 15 minutes needs two samples of the queue
-        prom.wait("count_over_time(gearjob_jobs_queued[15m]) > 2", "three scrapes")
+        prom.wait("gearjob_worker_jobs_failed_total > 0", "the worker's metrics file")
+        # rate(), deriv() and changes() need a few samples
+        prom.wait("count_over_time(gearjob_worker_jobs_total[1m]) > 3", "four scrapes")
         prom.wait('ALERTS{alertname="GearjobJobsWaitingWithoutWorker"}', "the pending alert")
 
-        instances = prom.get("/api/v1/label/instance/values", **{"match[]": "gearjob_server_up"})
-        assert instances == [url.removeprefix("http://")]
+        for name, metric in [
+            ("instance", "gearjob_server_up"),
+            ("worker", "gearjob_worker_jobs_total"),
+        ]:
+            values = prom.get("/api/v1/label/instance/values", **{"match[]": metric})
+            assert values, f"the {name} variable would offer nothing"
+        assert prom.get("/api/v1/label/instance/values", **{"match[]": "gearjob_server_up"}) == [
+            gearjob_target
+        ]
         for title, expr in panel_queries():
-            concrete = expr.replace("$instance", ".*")
+            concrete = expr.replace("$worker_instance", ".*").replace("$instance", ".*")
+            concrete = concrete.replace("$__rate_interval", "1m")
             result = prom.query(concrete)  # a query error fails in get()
             assert result, f"panel {title!r}: {concrete} returned no series"
     finally:
