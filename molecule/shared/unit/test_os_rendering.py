@@ -550,8 +550,8 @@ def test_the_package_supports_the_python_of_each_system(system: str) -> None:
 
 
 def support_table() -> dict[str, dict[str, str]]:
-    """The README's "Supported systems" table: {"Debian 12": {"gearmand": ..., "Python": ...}}."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+    """The "Supported systems" table of docs/testing.md: {"Debian 12": {"gearmand": ..., "Python": ...}}."""
+    text = (REPO / "docs/testing.md").read_text(encoding="utf-8")
     section = text.split("\n## Supported systems\n", 1)[1].split("\n## ", 1)[0]
     rows = [
         [cell.strip() for cell in line.strip("|").split("|")]
