@@ -25,6 +25,10 @@ run() {  # quiet unless it fails
     out="$(cd "$ROOT" && "$@" 2>&1)" || { printf '%s\n' "$out" >&2; echo "install-collection: $* failed" >&2; exit 1; }
 }
 run "$galaxy" collection build --force --output-path "$dest"
+# galaxy.yml's build_ignore must keep tests, scenarios, benchmarks and caches out
+stray="$(tar tzf "$tarball" | grep -E '(^|/)(tests|molecule|bench|scripts|\.venv[^/]*|\.[a-z]+_cache|__pycache__|[^/]*\.egg-info)/' | head -5)" || true
+[ -z "$stray" ] || { echo "install-collection: $tarball holds what build_ignore should keep out:" >&2
+    echo "$stray" >&2; exit 1; }
 run "$galaxy" collection install --offline --force -p "$dest" "$tarball"
 [ -f "$dest/ansible_collections/gearjob/ops/MANIFEST.json" ] || {
     echo "install-collection: $tarball did not install into $dest" >&2; exit 1; }
