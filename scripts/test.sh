@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: lint, the package tests against real gearmand processes, and
 # every Molecule scenario in systemd containers. Installs what it needs on a fresh Debian/Ubuntu machine.
+# Among them: the gearjob.ops collection built and installed from its tarball (lint and the default
+# scenario), promtool's unit tests of the alert rules, the dashboard's queries against a real
+# Prometheus and the docs' snippets (package tests), the no-worker alert firing and resolving (stack).
 #
 # Usage: scripts/test.sh [--no-molecule] [--image IMAGE ...] [--images LIST] [SCENARIO ...]
 #   --no-molecule   lint and package tests only (no docker needed)
