@@ -46,14 +46,14 @@ def test_listens_exactly_on_the_configured_addresses(host: Any, gearman_vars: di
     assert listening(host, port) == set(gearman_vars["gearman_server_listen"])
     # gearmand opens no other TCP port (its HTTP protocol module stays off):
     # the only other listeners allowed are the scenario's queue databases, the
-    # gearjob metrics exporter of site.yml (9731) and Docker's DNS resolver on
-    # 127.0.0.11.
+    # gearjob metrics exporter of site.yml (9731), the stack scenario's Prometheus
+    # (9090) and Docker's DNS resolver on 127.0.0.11.
     ports = {
         local.rpartition(":")[2]
         for local in (line.split()[3] for line in host.check_output("ss -Hltn").splitlines())
         if not local.startswith("127.0.0.11:")
     }
-    assert ports <= {str(port), "3306", "5432", "9731"}, ports
+    assert ports <= {str(port), "3306", "5432", "9731", "9090"}, ports
     for address in gearman_vars["gearman_server_listen"]:
         cmd = host.run(f"gearadmin -h {address} -p {port} --status")
         assert cmd.rc == 0, cmd.stderr
