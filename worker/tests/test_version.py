@@ -29,3 +29,14 @@ def test_package_and_collection_share_one_version() -> None:
 def test_changelog_has_an_entry_for_the_version() -> None:
     changelog = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
     assert f"\n## {gearjob.__version__}\n" in changelog
+
+
+def test_docs_name_the_current_tarball() -> None:
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    named = {
+        (page.name, version)
+        for page in pages
+        for version in re.findall(r"gearjob-ops-(\d+\.\d+\.\d+)\.tar\.gz", page.read_text())
+    }
+    assert named, "the docs show no collection tarball"
+    assert {v for _, v in named} == {gearjob.__version__}, named
