@@ -63,6 +63,9 @@ from typing import Any, NamedTuple
 
 from gearjob import payload
 from gearjob.config import ServerAddress, Settings
+from gearjob.context import lock as _job_lock
+from gearjob.context import slot as _job_slot
+from gearjob.context import wait_sends as _wait_sends
 from gearjob.errors import GearjobError, JobTimeout, PayloadError, ProtocolError, ServerUnavailable
 from gearjob.protocol import HEADER_SIZE, MAGIC_REQ, Cmd, Connection, OversizePacket, pack
 from gearjob.registry import Registry
@@ -94,6 +97,7 @@ _COMPLETE_HEADER = (MAGIC_REQ, int(Cmd.WORK_COMPLETE))
 _monotonic = time.monotonic
 _ceil = math.ceil
 _UNWATCHED = object()  # marks an fd the loop does not (or no longer) wait on
+_sending = _job_lock.locked  # a job's thread is sending (gearjob.context)
 
 #: ReloadFunc returns the new settings and registry, or raises GearjobError
 ReloadFunc = Callable[[], "tuple[Settings, Registry]"]
@@ -618,7 +622,7 @@ class Worker:
                     self._grabbing = None
                     if link.after_job:
                         link.idle_after_job = False  # jobs are queued: next time GRAB only
-                self._job(link, args[0], args[1], args[3])
+                self._job(link, args[0], args[1], args[3], args[2])
             else:
                 self._handle(link, cmd, args)
 
@@ -694,6 +698,7 @@ class Worker:
         raw_handle: bytes,
         raw_function: bytes,
         workload: bytes,
+        unique: bytes = b"",
         *,
         rejected: GearjobError | None = None,
         json_results: bool = False,
@@ -715,6 +720,7 @@ class Worker:
                 raise rejected
             request = payload.decode_request(name, workload)
             json_results = request.json_results
+            _job_slot[0] = (link.conn, raw_handle, raw_function, unique)  # current_job()
             data = self._execute(name, handle, request, limit)
             # pack(WORK_COMPLETE, handle, data) without its checks: the handle came framed
             reply = _HEADER(*_COMPLETE_HEADER, len(raw_handle) + 1 + len(data))
@@ -732,6 +738,9 @@ class Worker:
             outcome = exc
         # (not in a finally: on WorkerKilled, run() still names the unfinished job)
         self._current = None
+        _job_slot[0] = None  # the job's threads can send no more; wait for a send under way
+        if _sending():
+            _wait_sends()
         self.jobs_done += 1
         if outcome is not None:
             self._log_failure(name, handle, _monotonic() - started, outcome)
