@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import datetime
 from types import EllipsisType, TracebackType
 from typing import Any, Literal
 
@@ -283,6 +284,8 @@ class Client:
         unique: bytes,
         cmd: Cmd,
         workload: bytes | None = None,
+        *,
+        epoch: bytes = b"",
     ) -> bytes:
         """The submit packet for a job; PayloadError before anything is sent."""
         function = self._names.get(job_name) or self._function(job_name)
@@ -294,6 +297,8 @@ class Client:
                 f"max_packet_size {self.max_packet_size}; pass a reference (a path or URL) "
                 "to large data instead"
             )
+        if epoch:  # SUBMIT_JOB_EPOCH: the time goes between the key and the workload
+            return pack_unchecked(cmd, function, unique, epoch, workload)
         return pack_unchecked(cmd, function, unique, workload)  # both checked already
 
     def _deadline(self, timeout: float | EllipsisType | None) -> tuple[float | None, float | None]:
@@ -557,26 +562,45 @@ class Client:
         *args: Any,
         priority: Priority = "normal",
         unique: str | bool | None = True,
+        at: datetime | None = None,
+        delay: float | None = None,
     ) -> str:
         """Queue a job to run in the background; return its handle ("H:host:N").
 
-        ``unique`` True (default): a key derived from the job name and arguments, so that an
-        identical job still waiting is not queued twice; False/None: no deduplication;
-        a string: that key.
+        ``unique`` True (default): a key derived from the job name and arguments (and the
+        time, for a scheduled job), so that an identical job still waiting is not queued
+        twice; False/None: no deduplication; a string: that key.
+
+        ``at`` (a datetime; naive means local time) or ``delay`` (seconds from now): run the
+        job no earlier than then (SUBMIT_JOB_EPOCH, whole seconds). ValueError for a time in
+        the past, a delay not above 0, or a priority other than "normal" (gearmand has no
+        scheduled job with a priority). See docs/job-context-and-scheduling.md.
         """
         cmd = _BACKGROUND.get(priority)
         if cmd is None:
             raise ValueError(f"priority must be 'low', 'normal' or 'high', not {priority!r}")
+        epoch = b""
+        if at is not None or delay is not None:
+            from .scheduling import epoch_for
+
+            if priority != "normal":
+                raise ValueError(
+                    f"a scheduled job cannot have priority {priority!r}: gearmand has no "
+                    "scheduled submit with a priority; drop at=/delay= or the priority"
+                )
+            epoch = str(epoch_for(at, delay)).encode()
+            cmd = Cmd.SUBMIT_JOB_EPOCH
         if unique is True:
             from hashlib import sha256  # here: hashlib loads OpenSSL (~1 MB)
 
             function = self._function(job_name)
             workload = encode_request(job_name, args)
-            digest = sha256(function + b"\0" + workload).hexdigest()
+            digest = sha256(function + b"\0" + workload + epoch).hexdigest()
             key = digest[:UNIQUE_HASH_CHARS].encode()
-            packet = self._packet(job_name, args, key, cmd, workload)
+            packet = self._packet(job_name, args, key, cmd, workload, epoch=epoch)
         else:
-            packet = self._packet(job_name, args, self._unique(unique or None), cmd)
+            unique_key = self._unique(unique or None)
+            packet = self._packet(job_name, args, unique_key, cmd, epoch=epoch)
         limit, deadline = self._deadline(...)
         if not self._lock.acquire(False):
             raise self._busy()
@@ -703,6 +727,38 @@ class Client:
             )
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _locate_handle(self, handle: str) -> list[tuple[_Server, JobStatus]]:
+        """Every server that knows ``handle``, with the job's status there (asks them all:
+        gearmand's handles name its host, which several servers may share)."""
+        if not isinstance(handle, str) or not handle or any(c.isspace() for c in handle):
+            raise ValueError(f"job handle must be like H:host:42 (no spaces), not {handle!r}")
+        raw = handle.encode("utf-8")
+        limit, deadline = self._deadline(...)
+        found: list[tuple[_Server, JobStatus]] = []
+        errors: list[ServerUnavailable] = []
+        with self._exclusive():
+            for server in self._servers:
+                try:
+                    status = self._ask_status(server, raw, deadline, limit)
+                except ServerUnavailable as exc:
+                    errors.append(exc)
+                    continue
+                if status.known:
+                    found.append((server, status))
+        if not found and errors:
+            raise self._unavailable(errors)
+        return found
+
+    def cancel(self, handle: str) -> JobStatus:
+        """Cancel a queued background job (admin ``cancel job``); return its status before.
+
+        Raises JobNotFound (no server knows the handle), JobRunning (a worker runs it:
+        gearmand cannot stop it), ServerUnavailable, ValueError (not a handle).
+        """
+        from .scheduling import cancel
+
+        return cancel(self, handle)
+
     # -- batches ----------------------------------------------------------------------------
 
     def _prepare_batch(
@@ -798,9 +854,13 @@ def submit_background(
     *args: Any,
     priority: Priority = "normal",
     unique: str | bool | None = True,
+    at: datetime | None = None,
+    delay: float | None = None,
 ) -> str:
     """:meth:`Client.submit_background` on this thread's default client."""
-    return default_client().submit_background(job_name, *args, priority=priority, unique=unique)
+    return default_client().submit_background(
+        job_name, *args, priority=priority, unique=unique, at=at, delay=delay
+    )
 
 
 def submit_batch(

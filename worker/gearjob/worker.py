@@ -77,6 +77,9 @@ BACKOFF_START = 0.25
 BACKOFF_MAX = 15.0
 #: after a job's deadline, JobTimeout is raised again every this many seconds until it ends
 TIMEOUT_REPEAT = 1.0
+#: an idle worker asks its servers for a job again after this many quiet seconds (scheduled
+#: jobs become due without gearmand waking anyone)
+REGRAB_IDLE = 1.0
 #: a job still running this long after its deadline stops the systemd watchdog pings
 WATCHDOG_GRACE = 30.0
 #: the systemd STATUS is brought up to date at most this often (seconds)
@@ -345,7 +348,7 @@ class Worker:
         watched = self._watched
         # the loop turns at least this often (the watchdog thread checks its heartbeat)
         interval = self.notifier.watchdog_interval
-        longest = 5.0 if interval is None else min(5.0, interval)
+        longest = REGRAB_IDLE if interval is None else min(REGRAB_IDLE, interval)
         while True:
             self._heartbeat = _monotonic()
             if self._stop:
@@ -364,7 +367,10 @@ class Worker:
             if not ready:
                 self._arm()
                 timeout = longest if self._settled else min(longest, self._select_timeout())
-                for fd, _ in poll(_ceil(timeout * 1000)):
+                events = poll(_ceil(timeout * 1000))
+                if not events:
+                    self._regrab_sleeping()  # a quiet second: scheduled jobs may be due
+                for fd, _ in events:
                     data = watched.get(fd, _UNWATCHED)
                     if data is None:
                         self._drain_wakeups()
@@ -374,6 +380,24 @@ class Worker:
                         self._probe_done(data)
             for link in ready:
                 self._read(link)
+
+    def _regrab_sleeping(self) -> None:
+        """Ask the sleeping servers for a job again. gearmand does not wake sleeping workers
+        when a scheduled job (SUBMIT_JOB_EPOCH) becomes due, it only hands it to a GRAB."""
+        if self._stop or self._reload_requested:
+            return
+        grabbing = self._grabbing
+        if grabbing is not None:
+            if not grabbing.presleep:
+                return
+            # the NO_JOB of the last GRAB may be here, held back by the wake-up threshold
+            self._read(grabbing)
+            if self._grabbing is not None:
+                return
+        for link in self.links:
+            if link.state == "sleeping":
+                link.state = "idle"
+                self._want_grab(link)
 
     def _watch(self, fd: int, data: _Link | _Probe | None, events: int) -> None:
         self._poll.register(fd, events)
