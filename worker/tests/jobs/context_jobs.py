@@ -72,3 +72,12 @@ def slow_progress(steps: int, pause: float, started: str = "") -> str:
         time.sleep(pause)
         job.progress(step, steps)
     return "ok"
+
+
+def stamp(path: str) -> float:
+    """Writes the time it ran (epoch seconds) to `path` (atomically) and returns it."""
+    now = time.time()
+    tmp = Path(path + ".tmp")
+    tmp.write_text(repr(now))
+    tmp.rename(path)
+    return now
