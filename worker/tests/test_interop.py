@@ -178,7 +178,11 @@ def test_gearjob_client_gets_typed_results_and_exceptions(served):
 
 # -- jobs that use gearjob.current_job(): progress, data chunks, warnings ------------------------
 
-CONTEXT_JOBS = {"reporting": "context_jobs:reporting", "hello": "sample_jobs:hello_world"}
+CONTEXT_JOBS = {
+    "reporting": "context_jobs:reporting",
+    "slow_progress": "context_jobs:slow_progress",
+    "hello": "sample_jobs:hello_world",
+}
 
 PHP_CONTEXT_CLIENT = r"""<?php
 function islandora_job_payload($job, $args) {
@@ -204,8 +208,15 @@ $client->setCompleteCallback(function ($task) use (&$events) {
 });
 $client->addTask("reporting", islandora_job_payload("reporting", [2]), null, "t1");
 $ran = $client->runTasks();
+// a background job that reports progress: jobStatus() shows it
+$handle = $client->doBackground("slow_progress", islandora_job_payload("slow_progress", [50, 0.1]));
+$seen = [false, false, 0, 0];
+for ($i = 0; $i < 200 && $seen[2] == 0; $i++) {
+    usleep(50000);
+    $seen = $client->jobStatus($handle);
+}
 echo json_encode(["normal" => $normal, "normal_ok" => $normal_code == GEARMAN_SUCCESS,
-    "plain" => $plain, "events" => $events, "ran" => $ran]);
+    "plain" => $plain, "events" => $events, "ran" => $ran, "status" => $seen]);
 """
 
 
@@ -229,6 +240,8 @@ def test_php_client_gets_chunks_then_the_result_from_a_job_that_streams(context_
         ["warning", "careful"],
         ["complete", "final"],
     ]
+    known, running, numerator, denominator = out["status"]
+    assert (known, running, denominator) == (True, True, 50) and numerator >= 1
 
 
 @needs_gearman_tool
