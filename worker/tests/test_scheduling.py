@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from daemon_helpers import wait_for
 
-from gearjob import Client
+from gearjob import Client, cli
 from gearjob.queue import DatabaseSettings, open_store
 from gearjob.scheduling import (
     MAX_DELAY,
@@ -89,19 +89,20 @@ def test_client_refuses_a_priority_with_a_schedule_before_sending() -> None:
 
 
 @pytest.fixture(params=["memory", "sqlite", "mysql", "postgres"])
-def queue(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, list[str], Any]:
-    """(type, gearmand arguments, DatabaseSettings or None)."""
+def queue(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, list[str], Any, Any]:
+    """(type, gearmand arguments, DatabaseSettings or None, the queue.toml table or None)."""
     table = "s_" + uuid.uuid4().hex[:12]
     if request.param == "memory":
-        return "memory", [], None
+        return "memory", [], None, None
     if request.param == "sqlite":
         path = tmp_path / "queue.sqlite3"
         args = ["-q", "libsqlite3", f"--libsqlite3-db={path}", f"--libsqlite3-table={table}"]
-        return "sqlite", args, DatabaseSettings(kind="sqlite", path=str(path), table=table)
+        section = {"path": str(path), "table": table}
+        return "sqlite", args, DatabaseSettings(kind="sqlite", **section), section
     database = request.getfixturevalue("mariadb" if request.param == "mysql" else "postgres")
     section = database.section(table)
     settings = DatabaseSettings(kind=request.param, **section)
-    return request.param, database.gearmand_args(table), settings
+    return request.param, database.gearmand_args(table), settings, section
 
 
 def ran_at(path: Path, timeout: float = 30) -> float:
@@ -117,7 +118,7 @@ def later(seconds: int) -> tuple[dt.datetime, int]:
 def test_a_scheduled_job_is_stored_and_runs_at_its_time_never_before(
     queue, gearmand_service, start_worker, tmp_path
 ):
-    kind, args, database = queue
+    kind, args, database, _ = queue
     service = gearmand_service(*args)
     start_worker(service, jobs=JOBS)
     marker = tmp_path / "ran"
@@ -138,7 +139,7 @@ def test_a_scheduled_job_is_stored_and_runs_at_its_time_never_before(
 def test_a_scheduled_job_survives_kill_9_of_gearmand_with_a_persistent_queue(
     queue, gearmand_service, start_worker, tmp_path
 ):
-    kind, args, _ = queue
+    kind, args, _, _ = queue
     service = gearmand_service(*args)
     marker = tmp_path / "ran"
     at, epoch = later(6)
@@ -159,6 +160,25 @@ def test_a_scheduled_job_survives_kill_9_of_gearmand_with_a_persistent_queue(
         assert when < epoch, when - epoch
         return
     assert epoch <= when <= epoch + LATE, (kind, when - epoch)
+
+
+def test_status_counts_scheduled_rows_apart_and_warns_for_postgres(
+    queue, gearmand_service, tmp_path, capsys
+):
+    kind, args, _, section = queue
+    if section is None:
+        pytest.skip("the memory queue has no table")
+    service = gearmand_service(*args)
+    with Client([service.address]) as client:
+        client.submit_background("stamp", "due")
+        client.submit_background("stamp", "later", delay=600)
+    config = service.queue_toml(tmp_path / "queue.toml", kind, section)
+    code = cli.main(["status", "--server", str(service), "--queue-config", str(config)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert ["FUNCTION", "ROWS", "SCHEDULED"] in [line.split() for line in out.splitlines()]
+    assert ["stamp", "2", "1"] in [line.split() for line in out.splitlines()]
+    assert ("after a restart they run at once" in out) == (kind == "postgres")
 
 
 def test_the_default_unique_key_keeps_jobs_at_different_times_apart(gearmand):
