@@ -27,7 +27,6 @@ from .errors import JobTimeout, PayloadError, ProtocolError, ServerUnavailable
 from .payload import decode_result, encode_request
 from .protocol import HEADER_SIZE, Cmd, Connection, pack, pack_unchecked
 from .tracking import (
-    EVENTS,
     FINAL,
     SKIPPED,
     Batch,
@@ -38,7 +37,7 @@ from .tracking import (
     OnData,
     OnProgress,
     OnWarning,
-    failure,
+    await_result,
     handle_text,
     timeout_text,
 )
@@ -496,65 +495,9 @@ class Client:
             server, handle, result = self._create(job_name, packet, deadline, limit, True)
             if result is not None:
                 return decode_result(result)
-            return self._await_result(server, job_name, handle, deadline, limit, events=events)
+            return await_result(server, job_name, handle, deadline, limit, events=events)
         finally:
             self._lock.release()
-
-    def _await_result(
-        self,
-        server: _Server,
-        job_name: str,
-        handle: bytes,
-        deadline: float | None,
-        limit: float | None,
-        *,
-        events: Events | None = None,
-    ) -> Any:
-        conn = server.conn
-        next_packet = conn.next_packet
-        while True:
-            try:
-                cmd, args = next_packet(deadline, limit)
-            except TimeoutError as exc:
-                conn.close()  # gearmand then skips the job: nobody waits for it
-                raise JobTimeout(
-                    f"job {job_name} ({handle_text(handle)}) did not finish within "
-                    f"{timeout_text(limit)}",
-                    job_name=job_name,
-                    handle=handle_text(handle),
-                    timeout=limit,
-                ) from exc
-            except ServerUnavailable as exc:
-                server.failed(exc)
-                raise ServerUnavailable(
-                    f"{exc} while waiting for job {job_name} ({handle_text(handle)})",
-                    server.name,
-                ) from exc
-            except ProtocolError as exc:  # e.g. a result larger than max_packet_size
-                raise ProtocolError(
-                    f"{exc}; while waiting for job {job_name} ({handle_text(handle)})"
-                ) from exc
-            if cmd is Cmd.WORK_COMPLETE and args[0] == handle:
-                return decode_result(args[1])
-            if cmd in _FINAL:
-                if args[0].rstrip(b"\0") != handle:
-                    continue  # a job abandoned earlier on this connection
-                if cmd is Cmd.WORK_COMPLETE:
-                    return decode_result(args[1])
-                raise failure(job_name, handle_text(handle), cmd, args)
-            if cmd in _IGNORED:
-                if events is not None and cmd in EVENTS and args[0] == handle:
-                    try:
-                        events.dispatch(cmd, args)
-                    except BaseException:
-                        conn.close()  # the job is abandoned: gearmand then skips it
-                        raise
-                continue
-            conn.close()
-            raise ProtocolError(
-                f"{server.name}: unexpected {cmd.name} packet while job {job_name} "
-                f"({handle_text(handle)}) was running"
-            )
 
     def submit_background(
         self,

@@ -1,5 +1,6 @@
-"""Following jobs a client waits for: the events a running job sends (progress, data,
-warnings) and the foreground batch (:class:`Batch`, used by :meth:`Client.run_batch`).
+"""Following jobs a client waits for: one foreground job (:func:`await_result`), the events a
+running job sends (progress, data, warnings) and the foreground batch (:class:`Batch`, used by
+:meth:`Client.run_batch`).
 
 A job sends WORK_STATUS (progress), WORK_DATA (a piece of output) and WORK_WARNING to the
 client waiting for it, before its result. :class:`Events` holds a caller's callbacks for
@@ -107,6 +108,64 @@ class Events:
                 self.on_progress(_number(args[1]), _number(args[2]))
         elif self.on_warning is not None:
             self.on_warning(args[1].decode("utf-8", "replace"))
+
+
+def await_result(
+    server: _Server,
+    job_name: str,
+    handle: bytes,
+    deadline: float | None,
+    limit: float | None,
+    *,
+    events: Events | None = None,
+) -> Any:
+    """Wait on ``server``'s connection for the result of the foreground job ``handle``,
+    handing its events to ``events``; raise what the job or the connection came to."""
+    conn = server.conn
+    next_packet = conn.next_packet
+    while True:
+        try:
+            cmd, args = next_packet(deadline, limit)
+        except TimeoutError as exc:
+            conn.close()  # gearmand then skips the job: nobody waits for it
+            raise JobTimeout(
+                f"job {job_name} ({handle_text(handle)}) did not finish within "
+                f"{timeout_text(limit)}",
+                job_name=job_name,
+                handle=handle_text(handle),
+                timeout=limit,
+            ) from exc
+        except ServerUnavailable as exc:
+            server.failed(exc)
+            raise ServerUnavailable(
+                f"{exc} while waiting for job {job_name} ({handle_text(handle)})",
+                server.name,
+            ) from exc
+        except ProtocolError as exc:  # e.g. a result larger than max_packet_size
+            raise ProtocolError(
+                f"{exc}; while waiting for job {job_name} ({handle_text(handle)})"
+            ) from exc
+        if cmd is _COMPLETE and args[0] == handle:
+            return decode_result(args[1])
+        if cmd in FINAL:
+            if args[0].rstrip(b"\0") != handle:
+                continue  # a job abandoned earlier on this connection
+            if cmd is _COMPLETE:
+                return decode_result(args[1])
+            raise failure(job_name, handle_text(handle), cmd, args)
+        if cmd in SKIPPED:
+            if events is not None and cmd in EVENTS and args[0] == handle:
+                try:
+                    events.dispatch(cmd, args)
+                except BaseException:
+                    conn.close()  # the job is abandoned: gearmand then skips it
+                    raise
+            continue
+        conn.close()
+        raise ProtocolError(
+            f"{server.name}: unexpected {cmd.name} packet while job {job_name} "
+            f"({handle_text(handle)}) was running"
+        )
 
 
 class BatchEvents:
