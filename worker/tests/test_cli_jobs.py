@@ -72,13 +72,13 @@ def test_without_a_terminal_there_is_no_bar(served):
 
 def test_scheduled_submit_status_of_its_handle_and_its_run(served, tmp_path: Path):
     marker = tmp_path / "ran"
-    done = run_cli("submit", "--server", str(served), "--background", "--in", "2s", "stamp",
+    done = run_cli("submit", "--server", str(served), "--background", "--in", "4s", "stamp",
                    str(marker))  # fmt: skip
     assert done.returncode == 0, done.stderr
     handle = done.stdout.strip()
     status = run_cli("status", "--server", str(served), "--handle", handle)
     assert (status.returncode, status.stdout) == (0, f"{handle}: queued\n")
-    wait_for(marker.exists, what="the scheduled job")
+    wait_for(marker.exists, 20, what="the scheduled job")
     status = run_cli("status", "--server", str(served), "--handle", handle, "--json")
     assert status.returncode == 6
     assert '"state": "unknown"' in status.stdout

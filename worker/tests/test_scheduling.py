@@ -29,7 +29,7 @@ pytest_plugins = ["daemon_fixtures", "db_fixtures"]
 
 JOBS = {"stamp": "context_jobs:stamp", "slow_progress": "context_jobs:slow_progress"}
 #: how late a scheduled job may start: gearmand's whole seconds plus the worker's idle re-grab
-LATE = 2.5
+LATE = 3.0
 
 
 # ------------------------------------------------------------------------ time arguments
