@@ -157,3 +157,14 @@ def test_a_context_kept_past_its_job_refuses_to_send(fake_job: Any) -> None:
     thread.join()
     assert len(errors) == 1 and "job fn H:host:1 has ended" in str(errors[0])
     assert conn.sent == []
+
+
+def test_a_background_job_may_send_everything_and_nobody_complains(gearmand, start_worker):
+    worker = start_worker(gearmand, jobs=CONTEXT_JOBS)
+    with RawClient(gearmand.address) as client:
+        client.submit_background("reporting", envelope("reporting", 2))
+        wait_for(lambda: "job reporting H:" in worker.log() and " done in " in worker.log())
+        # the worker's connection is fine: a foreground job right after gets its answers
+        handle = client.submit("reporting", envelope("reporting", 1)).encode()
+        assert packets_until_result(client)[-1] == ("WORK_COMPLETE", (handle, b"final"))
+    assert "ERROR" not in worker.log() and "unexpected" not in worker.log()
