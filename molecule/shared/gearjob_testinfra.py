@@ -5,6 +5,7 @@ Gives every scenario:
 * ``gearman_vars``: the gearman_server role variables as the host got them (role
   defaults overlaid with the scenario's inventory variables);
 * ``gearman_persistence``: the kill -9 persistence check of a persistent queue;
+* ``gearman_scheduled``: a scheduled job across a kill -9 of gearmand;
 * ``group``: the testinfra hosts of an inventory group;
 * the journal of gearman-job-server attached to every failed test's report, and the
   journals a scenario names with :func:`attach_journals` (its conftest's one place for it);
@@ -168,9 +169,10 @@ class Worker:
         module = f"{venv}/jobs/persistence_jobs.py"
         self.host.check_output(f"mkdir -p {venv}/jobs")
         code = (
+            "import time\n"
             "def record(*args, **kwargs):\n"
             f"    with open({self.output!r}, 'a', encoding='utf-8') as out:\n"
-            "        out.write(repr(args) + '\\n')\n"
+            "        out.write(repr(time.time()) + ' ' + repr(args) + '\\n')\n"
         )
         self.host.check_output(f"printf %s {shlex.quote(code)} > {module}")
         return (
@@ -271,6 +273,62 @@ class Persistence:
 @pytest.fixture
 def gearman_persistence(host: Any, gearman_vars: dict[str, Any]) -> Persistence:
     return Persistence(host, int(gearman_vars["gearman_server_port"]))
+
+
+@dataclass
+class Scheduled:
+    """A job scheduled ``delay`` seconds ahead (gearjob submit --at), kill -9 of gearmand
+    before its time, and when the job then runs (a gearjob worker is up all along)."""
+
+    host: Any
+    port: int
+
+    def run(self, count_rows: Callable[[str], int], *, on_time: bool, delay: int = 20) -> float:
+        host = self.host
+        function = f"sched_{uuid.uuid4().hex[:10]}"
+        output = f"/var/tmp/{function}.out"
+        worker = Worker(host, function, self.port, output, unit=f"{function}-worker")
+        from datetime import datetime, timezone
+
+        try:
+            worker.start(1)
+            epoch = int(time.time()) + delay
+            at = datetime.fromtimestamp(epoch, timezone.utc).isoformat()
+            host.check_output(
+                f"/opt/gearjob-test/bin/gearjob submit --server 127.0.0.1:{self.port} "
+                f"--background --at {at} {function} x"
+            )
+            assert count_rows(function) == 1
+            before = main_pid(host)
+            host.check_output(f"kill -9 {before}")
+            killed_at = time.time()
+            wait_for_restart(host, before, self.port)
+            if on_time:  # (PostgreSQL: the worker may have run it already, see below)
+                assert count_rows(function) == 1, "the scheduled job's row is gone after kill -9"
+            wait_until(
+                "the scheduled job to run",
+                lambda: host.run(f"test -s {output}").rc == 0,
+                limit=delay + 30,
+            )
+            ran_at = float(host.check_output(f"head -n 1 {output}").split()[0])
+        finally:
+            worker.stop()
+            host.run(f"rm -f {output}")
+        record_figure(
+            f"scheduled[{os.environ.get('MOLECULE_SCENARIO_NAME', '?')}]: due {delay} s after "
+            f"the submit, kill -9 of gearmand, ran {ran_at - epoch:+.2f} s from its time"
+        )
+        assert ran_at > killed_at, "the job ran before gearmand was killed"
+        if on_time:
+            assert epoch <= ran_at <= epoch + 3, ran_at - epoch
+        else:  # gearmand 1.1's PostgreSQL queue reloads rows without when_to_run: at once
+            assert ran_at < epoch, ran_at - epoch
+        return ran_at - epoch
+
+
+@pytest.fixture
+def gearman_scheduled(host: Any, gearman_vars: dict[str, Any]) -> Scheduled:
+    return Scheduled(host, int(gearman_vars["gearman_server_port"]))
 
 
 @pytest.fixture(scope="session")
