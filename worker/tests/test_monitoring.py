@@ -240,6 +240,7 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(
             for i in range(3):
                 client.submit_background("m_waiting", i)  # no worker: waiting
             client.submit_background("m_busy", 1)  # runs until released
+            client.submit_background("m_later", 1, delay=600)  # scheduled, not due
             assert client.submit("hello", "x") == "Hello x"
             with pytest.raises(JobFailed):
                 client.submit("failing")
