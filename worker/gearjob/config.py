@@ -174,6 +174,10 @@ class Settings:
     client_id: str | None = None
     tls: TLSSettings | None = None
     jobs: dict[str, str] = field(default_factory=dict)
+    #: [raw_jobs]: Python jobs that get the workload bytes as they are
+    raw_jobs: dict[str, str] = field(default_factory=dict)
+    #: [commands.NAME] tables, checked by gearjob.catalog.parse_groups
+    commands: dict[str, Any] = field(default_factory=dict)
     source: str | None = None
     #: top-level keys the file set explicitly (lets callers tell "absent" from a default)
     keys_set: frozenset[str] = frozenset()
@@ -190,6 +194,8 @@ _TOP_KEYS = {
     "tls",
     "jobs",
     "job_timeouts",
+    "raw_jobs",
+    "commands",
 }
 _TLS_KEYS = {"ca_file", "cert_file", "key_file", "server_hostname", "verify"}
 
@@ -301,6 +307,11 @@ def _settings_from(data: dict[str, Any], source: str) -> Settings:
     if "jobs" in data:
         jobs = r.table("jobs", data["jobs"])
         s.jobs = {name: r.string(f"jobs.{name}", target) for name, target in jobs.items()}
+    if "raw_jobs" in data:
+        jobs = r.table("raw_jobs", data["raw_jobs"])
+        s.raw_jobs = {name: r.string(f"raw_jobs.{name}", target) for name, target in jobs.items()}
+    if "commands" in data:
+        s.commands = r.table("commands", data["commands"])
     if "job_timeouts" in data:
         limits = r.table("job_timeouts", data["job_timeouts"])
         s.job_timeouts = {
