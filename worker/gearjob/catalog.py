@@ -6,6 +6,7 @@ the configuration, and ``--exec`` on the command line::
 
     [commands.drupal]
     exec = "drush --root=/var/www/drupal -u 1 islandora-job-router"
+    # functions = ["islandora_job_a", "islandora_job_b"]   # or have them listed:
     functions_from = ["drush --root=/var/www/drupal --uri=default islandora-job-list-functions"]
     refresh = 300          # seconds; 0 = only at start and on SIGHUP
     timeout = 3600         # seconds per job (default: job_timeout)

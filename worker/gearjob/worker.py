@@ -357,7 +357,7 @@ class Worker:
                 self._reload()
                 max_jobs = self.settings.max_jobs
             elif self._refresh_at is not None and self._grabbing is None:
-                self._refresh()
+                self._refresh()  # when a command group's function list is due
             if not self._settled:
                 self._connect_due()
             if self._grab_queue and self._grabbing is None:
@@ -401,6 +401,7 @@ class Worker:
             and grabbing.presleep
             and not self._grab_queue
             and not self._reload_requested
+            and (self._refresh_at is None or _monotonic() < self._refresh_at)
         ):
             if armed is not grabbing and armed is not None and armed.conn is not None:
                 armed.conn.wake_when(1)
