@@ -238,14 +238,20 @@ class CommandGroup:
 class Catalog:
     """Function name -> runner, for the worker; ``registry`` holds the Python jobs."""
 
-    def __init__(self, registry: reg.Registry, groups: Sequence[CommandGroup] = ()) -> None:
+    def __init__(
+        self,
+        registry: reg.Registry,
+        groups: Sequence[CommandGroup] = (),
+        *,
+        run_lists: bool = True,
+    ) -> None:
         self.registry = registry
         self.groups = list(groups)
         self.runners: dict[str, Runner] = {}
         self.origins: dict[str, str] = {}
         self._collisions: set[tuple[str, str]] = set()
         for group in self.groups:
-            if group.names is None or group.config.functions_from:
+            if run_lists:
                 group.refresh()
         self._assemble()
 
@@ -386,11 +392,26 @@ def from_args(settings: Any, args: Any, previous: Catalog | None = None) -> Cata
 
 def command_rows(settings: Any, args: Any) -> list[dict[str, Any]]:
     """``gearjob jobs``: the command functions, and an error row per group whose list
-    command failed."""
-    catalog = Catalog(reg.Registry(), [CommandGroup(c) for c in group_configs(settings, args)])
+    command failed (``--no-functions-from``: a row per list command, not run)."""
+    run_lists = not getattr(args, "no_functions_from", False)
+    groups = [CommandGroup(c) for c in group_configs(settings, args)]
+    catalog = Catalog(reg.Registry(), groups, run_lists=run_lists)
     rows = catalog.rows()
     for group in catalog.groups:
-        if group.names is None:
+        if not run_lists:
+            rows += [
+                {
+                    "name": "-",
+                    "target": group.runner.describe(),
+                    "kind": "command",
+                    "source": "command",
+                    "origin": f"{group.config.origin} functions_from {line!r} (not run)",
+                    "overrides": [],
+                    "error": None,
+                }
+                for line in group.config.functions_from
+            ]
+        elif group.names is None:
             rows.append(
                 {
                     "name": "-",

@@ -347,6 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _job_flag(p)
     _command_flags(p)
+    p.add_argument(
+        "--no-functions-from",
+        action="store_true",
+        help="do not run the list commands of command groups (check the configuration only)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = _command(
