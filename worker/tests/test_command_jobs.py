@@ -430,3 +430,37 @@ def test_module_docstring_mentions_every_group_key():
 
     for key in catalog._GROUP_KEYS:
         assert f"{key} =" in (catalog.__doc__ or ""), key
+
+
+def test_jobs_no_functions_from_does_not_run_the_list_commands(gearmand, tmp_path):
+    ran = tmp_path / "ran"
+    config = write_commands(
+        tmp_path / "worker.toml",
+        gearmand,
+        f'[commands.site]\nexec = "cat"\nfunctions_from = "touch {ran}"\n',
+    )
+    done = run_cli("jobs", "--config", str(config), "--no-functions-from")
+    assert done.returncode == 0, done.stderr
+    assert "(not run)" in done.stdout
+    assert not ran.exists()
+    done = run_cli("jobs", "--config", str(config))
+    assert ran.exists()
+    assert done.returncode == 0, done.stderr  # an empty list: a warning, not an error
+
+
+def test_the_configuration_examples_of_the_docs_are_valid():
+    import re
+
+    import tomllib
+
+    from gearjob.catalog import parse_groups
+    from gearjob.config import _settings_from
+
+    page = Path(__file__).resolve().parents[2] / "docs" / "command-jobs.md"
+    blocks = re.findall(r"```toml\n(.*?)```", page.read_text(), re.S)
+    assert len(blocks) >= 2
+    groups = []
+    for block in blocks:
+        settings = _settings_from(tomllib.loads(block), "docs/command-jobs.md")
+        groups += parse_groups(settings.commands, "docs/command-jobs.md")
+    assert {g.name for g in groups} == {"drupal", "thumbnails"}
