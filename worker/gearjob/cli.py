@@ -160,10 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
         "SIGHUP: re-read the configuration and the job registry between jobs.\n"
         "Jobs come from the gearjob.jobs entry points of installed packages, then the\n"
         "[jobs] table of the configuration, then --job flags; a later source overrides\n"
-        "an earlier one for the same name.",
+        "an earlier one for the same name.\n"
+        "Command jobs (--exec, [commands.NAME]) run an executable per job like\n"
+        "gearman -w -- CMD: the workload on stdin, stdout is the result.",
         "  gearjob worker --config /etc/gearjob/worker.toml\n"
         "  gearjob worker --server 127.0.0.1:4730 --job hello=my_module.jobs:hello_world\n"
-        "  gearjob worker --max-jobs 1000 --job-timeout 600",
+        "  gearjob worker --max-jobs 1000 --job-timeout 600\n"
+        "  gearjob worker --exec 'drush --root=/var/www/drupal -u 1 islandora-job-router' \\\n"
+        "      --functions-from 'drush --root=/var/www/drupal islandora-job-list-functions'",
     )
     _job_flag(p)
     _command_flags(p)

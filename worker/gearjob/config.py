@@ -19,6 +19,11 @@ The same file layout serves ``client.toml`` and ``worker.toml``::
     my_module_hello_world = "my_module.jobs:hello_world"
     [job_timeouts]
     my_module_slow = 120
+    [raw_jobs]              # worker: Python jobs that get the workload bytes
+    my_module_resize = "my_module.jobs:resize"
+    [commands.drupal]       # worker: command jobs (see gearjob.catalog)
+    exec = "drush --root=/var/www/drupal -u 1 islandora-job-router"
+    functions_from = "drush --root=/var/www/drupal islandora-job-list-functions"
 
 ``$GEARJOB_CONFIG`` names the file when no path is given; ``$GEARJOB_SERVERS``
 (comma-separated ``host:port``) overrides ``servers``.
