@@ -142,6 +142,7 @@ class CommandRunner:
                 "results to a file and print its path"
             )
         code = proc.returncode
+        assert code is not None
         if code != 0:
             raise CommandFailed(f"job {job.name}: command {self.spec.line!r} {_status(code)}")
         return result.stdout()
@@ -184,11 +185,67 @@ class _Output:
         log.log(level, "job %s %s stderr: %s", job.name, job.handle, text)
 
 
-def _start(spec: CommandSpec, env: dict[str, str]) -> subprocess.Popen[bytes]:
+class _Child:
+    """A command started with :func:`os.posix_spawn` (no cwd to change): the part of
+    :class:`subprocess.Popen` the runner uses, at a fraction of its cost per job."""
+
+    def __init__(self, program: str, argv: list[str], env: dict[str, str]) -> None:
+        pipes = [os.pipe2(os.O_CLOEXEC) for _ in range(3)]  # stdin, stdout, stderr
+        child_ends = (pipes[0][0], pipes[1][1], pipes[2][1])
+        try:
+            self.pid = os.posix_spawn(
+                program,
+                argv,
+                env,
+                file_actions=[(os.POSIX_SPAWN_DUP2, fd, n) for n, fd in enumerate(child_ends)],
+                setsid=True,
+            )
+        except BaseException:
+            for r, w in pipes:
+                os.close(r)
+                os.close(w)
+            raise
+        for fd in child_ends:
+            os.close(fd)
+        self.stdin = os.fdopen(pipes[0][1], "wb", buffering=0)
+        self.stdout = os.fdopen(pipes[1][0], "rb", buffering=0)
+        self.stderr = os.fdopen(pipes[2][0], "rb", buffering=0)
+        self.returncode: int | None = None
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is not None:
+            return self.returncode
+        if timeout is None:
+            _, status = os.waitpid(self.pid, 0)
+        else:
+            deadline = time.monotonic() + timeout
+            delay = 0.0005
+            while True:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+                if pid:
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise subprocess.TimeoutExpired(str(self.pid), timeout)
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, 0.05)
+        self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+
+_Process = _Child | subprocess.Popen[bytes]
+
+
+def _start(spec: CommandSpec, env: dict[str, str]) -> _Process:
     try:
         argv = spec.argv
         if not argv:
             raise ValueError("empty command")
+        if spec.cwd is None:
+            program = shutil.which(argv[0], path=env.get("PATH", os.defpath))
+            if program is None:
+                raise FileNotFoundError(errno.ENOENT, "not found", argv[0])
+            return _Child(program, argv, env)
         return subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,
@@ -204,7 +261,7 @@ def _start(spec: CommandSpec, env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 def _communicate(
-    proc: subprocess.Popen[bytes], workload: bytes, output: _Output, deadline: float | None
+    proc: _Process, workload: bytes, output: _Output, deadline: float | None
 ) -> str | None:
     """Feed stdin and read stdout/stderr until both close; "timeout" or "too much" when
     the command must be killed, None when its output ended."""
@@ -238,7 +295,7 @@ def _communicate(
 
 
 def _write(
-    proc: subprocess.Popen[bytes],
+    proc: _Process,
     poller: select.poll,
     fds: dict[int, str],
     fd: int,
@@ -257,7 +314,7 @@ def _write(
     return view
 
 
-def _stop_writing(proc: subprocess.Popen[bytes], poller: select.poll, fds: dict[int, str]) -> None:
+def _stop_writing(proc: _Process, poller: select.poll, fds: dict[int, str]) -> None:
     assert proc.stdin is not None
     fd = proc.stdin.fileno()
     poller.unregister(fd)
@@ -281,7 +338,7 @@ def _read(poller: select.poll, fds: dict[int, str], fd: int, name: str, output: 
     return True
 
 
-def _wait(proc: subprocess.Popen[bytes], deadline: float | None) -> str:
+def _wait(proc: _Process, deadline: float | None) -> str:
     """Wait for the child once its output ended (it may have closed stdout early)."""
     try:
         proc.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
@@ -290,7 +347,7 @@ def _wait(proc: subprocess.Popen[bytes], deadline: float | None) -> str:
     return "exit"
 
 
-def _kill_group(proc: subprocess.Popen[bytes], grace: float) -> None:
+def _kill_group(proc: _Process, grace: float) -> None:
     """SIGTERM to the command's process group, SIGKILL after ``grace`` seconds (to the
     group again: grandchildren that outlived the child go too), and reap the child."""
     pgid = proc.pid  # start_new_session: the child leads its own group
@@ -306,7 +363,7 @@ def _kill_group(proc: subprocess.Popen[bytes], grace: float) -> None:
         proc.wait()
 
 
-def _close(proc: subprocess.Popen[bytes]) -> None:
+def _close(proc: _Process) -> None:
     for stream in (proc.stdin, proc.stdout, proc.stderr):
         if stream is not None:
             with contextlib.suppress(OSError):
