@@ -5,7 +5,7 @@ the same run, in rounds whose order alternates; one raw client (gearjob.protocol
 for both, so only the workers differ:
 
   fg        N sequential foreground jobs through one worker: jobs/s
-  drain P   N background jobs queued with no worker, then drained by P worker processes
+  drain P   5 x N x P background jobs queued with no worker, then drained by P worker processes
             (timed from the moment all P have registered): jobs/s, for P = 1, 2, 4
 
 It prints each figure (the median of the rounds) and gearjob's ratio to the C worker (the
@@ -108,7 +108,7 @@ def main() -> int:
     c_stack, ours = stacks()
     cases = [("fg", lambda s: foreground(s, args.jobs))]
     for p in (int(x) for x in args.processes.split(",")):
-        cases.append((f"drain {p}", lambda s, p=p: drain(s, args.jobs * p, p)))
+        cases.append((f"drain {p}", lambda s, p=p: drain(s, args.jobs * 5 * p, p)))
     figures: dict[str, dict[str, list[float]]] = {}
     for r in range(args.rounds):
         for case, run in cases:
