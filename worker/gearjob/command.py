@@ -234,6 +234,19 @@ class _Child:
 
 
 _Process = _Child | subprocess.Popen[bytes]
+_found: dict[tuple[str, str], str] = {}
+
+
+def _program(name: str, path: str) -> str:
+    """The file to run for ``name`` in ``path`` (cached while it exists)."""
+    program = _found.get((name, path))
+    if program is None or not os.access(program, os.X_OK):
+        program = shutil.which(name, path=path)
+        if program is None:
+            raise FileNotFoundError(errno.ENOENT, "not found", name)
+        if len(_found) < 1000:
+            _found[(name, path)] = program
+    return program
 
 
 def _start(spec: CommandSpec, env: dict[str, str]) -> _Process:
@@ -242,10 +255,7 @@ def _start(spec: CommandSpec, env: dict[str, str]) -> _Process:
         if not argv:
             raise ValueError("empty command")
         if spec.cwd is None:
-            program = shutil.which(argv[0], path=env.get("PATH", os.defpath))
-            if program is None:
-                raise FileNotFoundError(errno.ENOENT, "not found", argv[0])
-            return _Child(program, argv, env)
+            return _Child(_program(argv[0], env.get("PATH", os.defpath)), argv, env)
         return subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,

@@ -48,7 +48,8 @@ def test_worker_config_comes_from_the_drupal_variables(group: Any) -> None:
 
 def test_jobs_lists_the_drupal_functions_and_their_origin(group: Any) -> None:
     cmd = worker(group).run(
-        "runuser -u www-data -- /opt/gearjob/bin/gearjob jobs --json --config /etc/gearjob/worker.toml"
+        "runuser -u www-data -g gearjob -- /opt/gearjob/bin/gearjob jobs --json"
+        " --config /etc/gearjob/worker.toml"
     )
     assert cmd.rc == 0, cmd.stderr
     rows = {row["name"]: row for row in json.loads(cmd.stdout)["jobs"]}
