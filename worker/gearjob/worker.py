@@ -65,6 +65,9 @@ from gearjob import payload
 from gearjob.catalog import Catalog
 from gearjob.command import CommandFailed
 from gearjob.config import ServerAddress, Settings
+from gearjob.context import lock as _job_lock
+from gearjob.context import slot as _job_slot
+from gearjob.context import wait_sends as _wait_sends
 from gearjob.errors import GearjobError, JobTimeout, PayloadError, ProtocolError, ServerUnavailable
 from gearjob.protocol import HEADER_SIZE, MAGIC_REQ, Cmd, Connection, OversizePacket, pack
 from gearjob.runners import BadArguments, Job
@@ -76,6 +79,9 @@ BACKOFF_START = 0.25
 BACKOFF_MAX = 15.0
 #: after a job's deadline, JobTimeout is raised again every this many seconds until it ends
 TIMEOUT_REPEAT = 1.0
+#: an idle worker asks its servers for a job again after this many quiet seconds (scheduled
+#: jobs become due without gearmand waking anyone)
+REGRAB_IDLE = 1.0
 #: a job still running this long after its deadline stops the systemd watchdog pings
 WATCHDOG_GRACE = 30.0
 #: the systemd STATUS is brought up to date at most this often (seconds)
@@ -96,6 +102,7 @@ _COMPLETE_HEADER = (MAGIC_REQ, int(Cmd.WORK_COMPLETE))
 _monotonic = time.monotonic
 _ceil = math.ceil
 _UNWATCHED = object()  # marks an fd the loop does not (or no longer) wait on
+_sending = _job_lock.locked  # a job's thread is sending (gearjob.context)
 
 #: ReloadFunc returns the new settings and catalog, or raises GearjobError
 ReloadFunc = Callable[[], "tuple[Settings, Catalog]"]
@@ -345,7 +352,7 @@ class Worker:
         watched = self._watched
         # the loop turns at least this often (the watchdog thread checks its heartbeat)
         interval = self.notifier.watchdog_interval
-        longest = 5.0 if interval is None else min(5.0, interval)
+        longest = REGRAB_IDLE if interval is None else min(REGRAB_IDLE, interval)
         while True:
             self._heartbeat = _monotonic()
             if self._stop:
@@ -368,7 +375,10 @@ class Worker:
                 timeout = longest if self._settled else min(longest, self._select_timeout())
                 if self._refresh_at is not None:
                     timeout = max(0.0, min(timeout, self._refresh_at - _monotonic()))
-                for fd, _ in poll(_ceil(timeout * 1000)):
+                events = poll(_ceil(timeout * 1000))
+                if not events:
+                    self._regrab_sleeping()  # a quiet second: scheduled jobs may be due
+                for fd, _ in events:
                     data = watched.get(fd, _UNWATCHED)
                     if data is None:
                         self._drain_wakeups()
@@ -378,6 +388,24 @@ class Worker:
                         self._probe_done(data)
             for link in ready:
                 self._read(link)
+
+    def _regrab_sleeping(self) -> None:
+        """Ask the sleeping servers for a job again. gearmand does not wake sleeping workers
+        when a scheduled job (SUBMIT_JOB_EPOCH) becomes due, it only hands it to a GRAB."""
+        if self._stop or self._reload_requested:
+            return
+        grabbing = self._grabbing
+        if grabbing is not None:
+            if not grabbing.presleep:
+                return
+            # the NO_JOB of the last GRAB may be here, held back by the wake-up threshold
+            self._read(grabbing)
+            if self._grabbing is not None:
+                return
+        for link in self.links:
+            if link.state == "sleeping":
+                link.state = "idle"
+                self._want_grab(link)
 
     def _watch(self, fd: int, data: _Link | _Probe | None, events: int) -> None:
         self._poll.register(fd, events)
@@ -707,7 +735,7 @@ class Worker:
         raw_handle: bytes,
         raw_function: bytes,
         workload: bytes,
-        raw_unique: bytes = b"",
+        unique: bytes = b"",
         *,
         rejected: GearjobError | None = None,
         json_results: bool = False,
@@ -723,13 +751,14 @@ class Worker:
             self._record(f"running {name} {handle}")
         if self._log_debug:
             log.debug("job %s %s started (%d bytes)", name, handle, len(workload))
-        job = Job(name, handle, raw_unique, workload, limit)
+        job = Job(name, handle, unique, workload, limit)
         try:
             if rejected is not None:
                 raise rejected
             runner = self.registry.get(name)
             if runner is None:
                 raise self._unknown(name)
+            _job_slot[0] = (link.conn, raw_handle, raw_function, unique)  # current_job()
             data = runner.run(job, self._timed_call)
             # pack(WORK_COMPLETE, handle, data) without its checks: the handle came framed
             reply = _HEADER(*_COMPLETE_HEADER, len(raw_handle) + 1 + len(data))
@@ -747,6 +776,9 @@ class Worker:
             outcome = exc
         # (not in a finally: on WorkerKilled, run() still names the unfinished job)
         self._current = None
+        _job_slot[0] = None  # the job's threads can send no more; wait for a send under way
+        if _sending():
+            _wait_sends()
         self.jobs_done += 1
         if outcome is not None:
             self._log_failure(name, handle, _monotonic() - started, outcome)
