@@ -116,7 +116,7 @@ def main() -> int:
             for stack in order:
                 figures.setdefault(case, {}).setdefault(stack.name, []).append(run(stack))
     print(
-        f"command jobs ({COMMAND!r}), {args.jobs} jobs per case (x P for drains), "
+        f"command jobs ({COMMAND!r}), {args.jobs} foreground jobs, 5 x {args.jobs} x P to drain, "
         f"{args.rounds} rounds, {os.cpu_count()} CPUs"
     )
     print(f"{'case':<10} {c_stack.name:>16} {ours.name:>16}  ratio")
