@@ -288,7 +288,9 @@ def _communicate(
         fds[fileno] = kind
         poller.register(fileno, mask)
     view = memoryview(workload)
-    if not workload:
+    if workload:  # most workloads fit in the pipe: written now, without a poll first
+        view = _write(proc, poller, fds, proc.stdin.fileno(), view)
+    else:
         _stop_writing(proc, poller, fds)
     while "out" in fds.values() or "err" in fds.values():
         wait = None if deadline is None else max(0.0, deadline - time.monotonic())
