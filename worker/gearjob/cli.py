@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from gearjob.client import Client, JobResult
     from gearjob.config import Settings
     from gearjob.queue import QueueConfig
-    from gearjob.registry import Registry
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -164,12 +163,17 @@ def build_parser() -> argparse.ArgumentParser:
         "SIGHUP: re-read the configuration and the job registry between jobs.\n"
         "Jobs come from the gearjob.jobs entry points of installed packages, then the\n"
         "[jobs] table of the configuration, then --job flags; a later source overrides\n"
-        "an earlier one for the same name.",
+        "an earlier one for the same name.\n"
+        "Command jobs (--exec, [commands.NAME]) run an executable per job like\n"
+        "gearman -w -- CMD: the workload on stdin, stdout is the result.",
         "  gearjob worker --config /etc/gearjob/worker.toml\n"
         "  gearjob worker --server 127.0.0.1:4730 --job hello=my_module.jobs:hello_world\n"
-        "  gearjob worker --max-jobs 1000 --job-timeout 600",
+        "  gearjob worker --max-jobs 1000 --job-timeout 600\n"
+        "  gearjob worker --exec 'drush --root=/var/www/drupal -u 1 islandora-job-router' \\\n"
+        "      --functions-from 'drush --root=/var/www/drupal islandora-job-list-functions'",
     )
     _job_flag(p)
+    _command_flags(p)
     p.add_argument(
         "--max-jobs",
         type=_positive_int,
@@ -353,6 +357,12 @@ def build_parser() -> argparse.ArgumentParser:
         "  gearjob jobs\n  gearjob jobs --json --job extra=my_pkg.jobs:extra",
     )
     _job_flag(p)
+    _command_flags(p)
+    p.add_argument(
+        "--no-functions-from",
+        action="store_true",
+        help="do not run the list commands of command groups (check the configuration only)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     cli_jobs.add_cancel_command(sub, _command)
 
@@ -408,6 +418,46 @@ def _job_flag(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         help="register a job (repeatable; overrides the config and entry points)",
+    )
+
+
+def _command_flags(parser: argparse.ArgumentParser) -> None:
+    """Raw Python jobs and command jobs (see gearjob.catalog and docs/command-jobs.md)."""
+    parser.add_argument(
+        "--raw-job",
+        metavar="NAME=module:function",
+        action="append",
+        default=[],
+        help="register a raw job: it gets the workload bytes, returns bytes or str",
+    )
+    parser.add_argument(
+        "--exec",
+        metavar="'CMD ARGS'",
+        help="run this command for the jobs of -f / --functions-from, like gearman -w -- "
+        "CMD: workload on stdin, stdout is the result, non-zero exit fails the job",
+    )
+    parser.add_argument(
+        "-f",
+        "--function",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="a function --exec serves (repeatable)",
+    )
+    parser.add_argument(
+        "--functions-from",
+        metavar="'LIST-CMD'",
+        action="append",
+        default=[],
+        help="a command printing the functions --exec serves, one per line (repeatable); "
+        "run at start, on SIGHUP and every --refresh-interval seconds",
+    )
+    parser.add_argument(
+        "--refresh-interval",
+        dest="refresh",
+        type=_seconds,
+        metavar="SECONDS",
+        help="re-run --functions-from this often (default: only at start and on SIGHUP)",
     )
 
 
@@ -574,25 +624,33 @@ def _is_timeout(exc: BaseException) -> bool:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from gearjob import registry as reg
+    from gearjob import catalog
     from gearjob.worker import Worker
 
-    def load() -> tuple[Settings, Registry]:
-        settings = _worker_settings(args)
-        return settings, reg.build(settings.jobs, settings.source, args.job)
+    current: list[catalog.Catalog] = []
 
-    settings, registry = load()
-    return Worker(settings, registry, reload=load).run()
+    def load() -> tuple[Settings, catalog.Catalog]:
+        settings = _worker_settings(args)
+        built = catalog.from_args(settings, args, current[0] if current else None)
+        current[:] = [built]
+        return settings, built
+
+    settings, jobs = load()
+    return Worker(settings, jobs, reload=load).run()
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
     import json
 
+    from gearjob import catalog
     from gearjob import registry as reg
     from gearjob.errors import RegistryError
 
     settings = _worker_settings(args)
-    entries = reg.collect(settings.jobs, settings.source, args.job)
+    entries = reg.merge(
+        reg.collect(settings.jobs, settings.source, args.job).values(),
+        catalog.raw_entries(settings.raw_jobs, settings.source, args.raw_job),
+    )
     rows = []
     bad = 0
     for entry in entries.values():
@@ -604,6 +662,9 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             row["error"] = str(exc)
             bad += 1
         rows.append(row)
+    commands = catalog.command_rows(settings, args)
+    bad += sum(1 for r in commands if r["error"])
+    rows += commands
     if args.json:
         print(json.dumps({"jobs": rows, "errors": bad}, indent=2, ensure_ascii=False))
     elif not rows:
@@ -611,7 +672,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     else:
         width = max(len(r["name"]) for r in rows)
         for r in rows:
-            line = f"{r['name']:<{width}}  {r['target']}  (from {r['origin']}"
+            target = r["target"] + (" (raw)" if r.get("raw") else "")
+            line = f"{r['name']:<{width}}  {target}  (from {r['origin']}"
             if r["overrides"]:
                 line += "; overrides " + ", ".join(r["overrides"])
             line += ")"

@@ -19,6 +19,11 @@ The same file layout serves ``client.toml`` and ``worker.toml``::
     my_module_hello_world = "my_module.jobs:hello_world"
     [job_timeouts]
     my_module_slow = 120
+    [raw_jobs]              # worker: Python jobs that get the workload bytes
+    my_module_resize = "my_module.jobs:resize"
+    [commands.drupal]       # worker: command jobs (see gearjob.catalog)
+    exec = "drush --root=/var/www/drupal -u 1 islandora-job-router"
+    functions_from = "drush --root=/var/www/drupal islandora-job-list-functions"
 
 ``$GEARJOB_CONFIG`` names the file when no path is given; ``$GEARJOB_SERVERS``
 (comma-separated ``host:port``) overrides ``servers``.
@@ -174,6 +179,10 @@ class Settings:
     client_id: str | None = None
     tls: TLSSettings | None = None
     jobs: dict[str, str] = field(default_factory=dict)
+    #: [raw_jobs]: Python jobs that get the workload bytes as they are
+    raw_jobs: dict[str, str] = field(default_factory=dict)
+    #: [commands.NAME] tables, checked by gearjob.catalog.parse_groups
+    commands: dict[str, Any] = field(default_factory=dict)
     source: str | None = None
     #: top-level keys the file set explicitly (lets callers tell "absent" from a default)
     keys_set: frozenset[str] = frozenset()
@@ -190,6 +199,8 @@ _TOP_KEYS = {
     "tls",
     "jobs",
     "job_timeouts",
+    "raw_jobs",
+    "commands",
 }
 _TLS_KEYS = {"ca_file", "cert_file", "key_file", "server_hostname", "verify"}
 
@@ -301,6 +312,11 @@ def _settings_from(data: dict[str, Any], source: str) -> Settings:
     if "jobs" in data:
         jobs = r.table("jobs", data["jobs"])
         s.jobs = {name: r.string(f"jobs.{name}", target) for name, target in jobs.items()}
+    if "raw_jobs" in data:
+        jobs = r.table("raw_jobs", data["raw_jobs"])
+        s.raw_jobs = {name: r.string(f"raw_jobs.{name}", target) for name, target in jobs.items()}
+    if "commands" in data:
+        s.commands = r.table("commands", data["commands"])
     if "job_timeouts" in data:
         limits = r.table("job_timeouts", data["job_timeouts"])
         s.job_timeouts = {

@@ -47,6 +47,7 @@ class JobEntry:
     source: str  #: one of SOURCE_ENTRY_POINT, SOURCE_CONFIG, SOURCE_FLAG
     origin: str  #: human-readable: "--job flag", "/etc/gearjob/worker.toml [jobs]", ...
     overrides: tuple[str, ...] = ()  #: origins of entries this one replaced
+    raw: bool = False  #: gets the workload bytes as they are (gearjob.runners.RawRunner)
 
     def describe(self) -> str:
         return f"job {self.name!r} = {self.target!r} (from {self.origin})"
@@ -58,6 +59,7 @@ class JobEntry:
             "source": self.source,
             "origin": self.origin,
             "overrides": list(self.overrides),
+            "raw": self.raw,
         }
 
 

@@ -62,13 +62,15 @@ from types import FrameType
 from typing import Any, NamedTuple
 
 from gearjob import payload, stats
+from gearjob.catalog import Catalog
+from gearjob.command import CommandFailed
 from gearjob.config import ServerAddress, Settings
 from gearjob.context import lock as _job_lock
 from gearjob.context import slot as _job_slot
 from gearjob.context import wait_sends as _wait_sends
 from gearjob.errors import GearjobError, JobTimeout, PayloadError, ProtocolError, ServerUnavailable
 from gearjob.protocol import HEADER_SIZE, MAGIC_REQ, Cmd, Connection, OversizePacket, pack
-from gearjob.registry import Registry
+from gearjob.runners import BadArguments, Job
 from gearjob.sdnotify import Notifier
 
 log = logging.getLogger("gearjob.worker")
@@ -102,8 +104,10 @@ _ceil = math.ceil
 _UNWATCHED = object()  # marks an fd the loop does not (or no longer) wait on
 _sending = _job_lock.locked  # a job's thread is sending (gearjob.context)
 
-#: ReloadFunc returns the new settings and registry, or raises GearjobError
-ReloadFunc = Callable[[], "tuple[Settings, Registry]"]
+#: ReloadFunc returns the new settings and catalog, or raises GearjobError
+ReloadFunc = Callable[[], "tuple[Settings, Catalog]"]
+
+__all__ = ["BadArguments", "ReloadFunc", "UnknownJob", "Worker", "WorkerKilled"]
 
 
 class WorkerKilled(BaseException):
@@ -172,7 +176,7 @@ class Worker:
     def __init__(
         self,
         settings: Settings,
-        registry: Registry,
+        registry: Catalog,
         *,
         reload: ReloadFunc | None = None,
         notifier: Notifier | None = None,
@@ -201,7 +205,7 @@ class Worker:
         self._in_job = False
         self._timed_out = False
         self._heartbeat = time.monotonic()
-        self._warned_extra: set[tuple[str, tuple[str, ...]]] = set()
+        self._refresh_at = registry.next_refresh()  # when a command group's list is due
         self._client_id = (
             settings.client_id or f"gearjob-{socket.gethostname()}-{os.getpid()}"
         ).encode()
@@ -304,7 +308,7 @@ class Worker:
             names,
             ", ".join(str(link.address) for link in self.links),
         )
-        if not self.registry.functions:
+        if not len(self.registry):
             log.warning("no jobs are registered: this worker will never get any work")
         notifier_thread = self._start_notifier_thread()
         stats_writer = stats.start(lambda: (self.jobs_done, self.jobs_failed.copy()))
@@ -363,6 +367,8 @@ class Worker:
             if self._reload_requested and self._grabbing is None:
                 self._reload()
                 max_jobs = self.settings.max_jobs
+            elif self._refresh_at is not None and self._grabbing is None:
+                self._refresh()  # when a command group's function list is due
             if not self._settled:
                 self._connect_due()
             if self._grab_queue and self._grabbing is None:
@@ -371,6 +377,8 @@ class Worker:
             if not ready:
                 self._arm()
                 timeout = longest if self._settled else min(longest, self._select_timeout())
+                if self._refresh_at is not None:
+                    timeout = max(0.0, min(timeout, self._refresh_at - _monotonic()))
                 events = poll(_ceil(timeout * 1000))
                 if not events:
                     self._regrab_sleeping()  # a quiet second: scheduled jobs may be due
@@ -425,6 +433,7 @@ class Worker:
             and grabbing.presleep
             and not self._grab_queue
             and not self._reload_requested
+            and (self._refresh_at is None or _monotonic() < self._refresh_at)
         ):
             if armed is not grabbing and armed is not None and armed.conn is not None:
                 armed.conn.wake_when(1)
@@ -717,7 +726,11 @@ class Worker:
     # ------------------------------------------------------------------- jobs
 
     def _timeout_for(self, name: str) -> float:
-        limit = self.settings.job_timeouts.get(name, self.settings.job_timeout)
+        limit = self.settings.job_timeouts.get(name)
+        if limit is None:
+            runner = self.registry.get(name)
+            limit = self.settings.job_timeout if runner is None else runner.timeout
+            limit = self.settings.job_timeout if limit is None else limit
         return float(limit or 0.0)
 
     def _job(
@@ -742,21 +755,22 @@ class Worker:
             self._record(f"running {name} {handle}")
         if self._log_debug:
             log.debug("job %s %s started (%d bytes)", name, handle, len(workload))
-        request: payload.JobRequest | None = None
+        job = Job(name, handle, unique, workload, limit)
         try:
             if rejected is not None:
                 raise rejected
-            request = payload.decode_request(name, workload)
-            json_results = request.json_results
+            runner = self.registry.get(name)
+            if runner is None:
+                raise self._unknown(name)
             _job_slot[0] = (link.conn, raw_handle, raw_function, unique)  # current_job()
-            data = self._execute(name, handle, request, limit)
+            data = runner.run(job, self._timed_call)
             # pack(WORK_COMPLETE, handle, data) without its checks: the handle came framed
             reply = _HEADER(*_COMPLETE_HEADER, len(raw_handle) + 1 + len(data))
             reply += raw_handle + b"\0" + data
             outcome: BaseException | None = None
         except (Exception, SystemExit) as exc:  # a job may raise anything; the worker goes on
             reply = pack(Cmd.WORK_FAIL, raw_handle)
-            if json_results or (request is None and payload.sniff_json_results(workload)):
+            if json_results or job.json_results or payload.sniff_json_results(workload):
                 # Only gearjob clients get WORK_EXCEPTION: the C `gearman` tool hangs on it.
                 # gearmand 1.1 ends the job on WORK_EXCEPTION and answers the WORK_FAIL that
                 # follows (sent for servers that do not) with ERROR JOB_NOT_FOUND.
@@ -809,35 +823,22 @@ class Worker:
             link.address,
         )
 
-    def _execute(self, name: str, handle: str, request: payload.JobRequest, limit: float) -> bytes:
-        func = self.registry.functions.get(name)
-        if func is None:
-            raise UnknownJob(
-                f"job {name} is not registered on this worker (it has "
-                f"{', '.join(self.registry.names()) or 'no jobs'}); it was probably removed "
-                "by a configuration reload: register it again or stop submitting it"
-            )
-        if request.extra:
-            key = (name, tuple(sorted(request.extra)))
-            level = logging.DEBUG if key in self._warned_extra else logging.WARNING
-            self._warned_extra.add(key)
-            log.log(
-                level,
-                "job %s %s: ignoring unknown envelope field(s) %s",
-                name,
-                handle,
-                ", ".join(sorted(request.extra)),
-            )
-        args, kwargs = request.args, request.kwargs
+    def _unknown(self, name: str) -> UnknownJob:
+        return UnknownJob(
+            f"job {name} is not registered on this worker (it has "
+            f"{', '.join(self.registry.names()) or 'no jobs'}); it was probably removed "
+            "by a configuration reload: register it again or stop submitting it"
+        )
+
+    def _timed_call(self, call: Callable[[], Any], limit: float, job: Job) -> Any:
+        """Run a Python job's ``call()`` under its time limit (SIGALRM, see _on_alarm)."""
         self._timed_out = False
         self._in_job = True
         try:
             if limit:
                 signal.setitimer(signal.ITIMER_REAL, limit, TIMEOUT_REPEAT)
             try:
-                value = func(*args, **kwargs)
-            except TypeError as exc:
-                raise _argument_mismatch(func, args, kwargs) or exc from None
+                value = call()
             finally:
                 if limit:
                     signal.setitimer(signal.ITIMER_REAL, 0)
@@ -845,15 +846,12 @@ class Worker:
                 raise JobTimeout(f"job timed out after {limit:g} s", timeout=limit)
         finally:
             self._in_job = False
-        try:
-            return payload.encode_result(value, json_results=request.json_results)
-        except PayloadError as exc:
-            raise PayloadError(f"job {name}: {exc}") from None
+        return value
 
     def _log_failure(self, name: str, handle: str, duration: float, exc: BaseException) -> None:
         if isinstance(exc, JobTimeout):
             log.error("job %s %s failed: %s", name, handle, exc)
-        elif isinstance(exc, (PayloadError, UnknownJob, BadArguments)):
+        elif isinstance(exc, (PayloadError, UnknownJob, BadArguments, CommandFailed)):
             log.error("job %s %s failed in %.3f s: %s", name, handle, duration, exc)
         else:
             log.error(
@@ -889,6 +887,7 @@ class Worker:
         old, new = set(self.registry.names()), set(registry.names())
         self.settings = settings
         self.registry = registry
+        self._refresh_at = registry.next_refresh()
         log.info(
             "reloaded: %d job(s); added: %s; removed: %s",
             len(new),
@@ -896,12 +895,34 @@ class Worker:
             ", ".join(sorted(old - new)) or "none",
         )
         self._reconcile_servers(settings.servers)
-        packets = pack(Cmd.RESET_ABILITIES) + self._can_do_packets()
+        self._announce(sorted(new - old), sorted(old - new))
+        self.notifier.ready(self._idle_status())
+
+    def _refresh(self) -> None:
+        """Between jobs, when a command group's list is due: re-run its list command."""
+        if _monotonic() < self._refresh_at:  # type: ignore[operator]
+            return
+        added, removed = self.registry.refresh_due()
+        self._refresh_at = self.registry.next_refresh()
+        if added or removed:
+            log.info(
+                "function list changed: added: %s; removed: %s",
+                ", ".join(added) or "none",
+                ", ".join(removed) or "none",
+            )
+            self._announce(added, removed)
+
+    def _announce(self, added: list[str], removed: list[str]) -> None:
+        """CANT_DO the removed functions and CAN_DO the added ones on every server; then
+        grab again (a sleeping worker is not woken for a function it just added)."""
+        packets = b"".join(pack(Cmd.CANT_DO, name.encode()) for name in removed)
+        packets += b"".join(pack(Cmd.CAN_DO, name.encode()) for name in added)
+        if not packets:
+            return
         for link in self.links:
-            if link.up and self._send(link, packets):
+            if link.up and link.state != "grabbing" and self._send(link, packets):
                 link.state = "idle"
                 self._want_grab(link)
-        self.notifier.ready(self._idle_status())
 
     def _reconcile_servers(self, servers: list[ServerAddress]) -> None:
         keep = [link for link in self.links if link.address in servers]
@@ -981,32 +1002,3 @@ class Worker:
             elif now - self._heartbeat < 2 * interval + 5:
                 stuck_logged = False
                 self.notifier.watchdog()
-
-
-class BadArguments(GearjobError, TypeError):
-    """The job's arguments do not fit its function's signature."""
-
-
-def _argument_mismatch(
-    func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]
-) -> BadArguments | None:
-    """After a TypeError: explain it when the arguments do not fit the signature."""
-    import inspect
-
-    try:
-        signature = inspect.signature(func)
-    except (TypeError, ValueError):
-        return None
-    try:
-        signature.bind(*args, **kwargs)
-    except TypeError as exc:
-        name = getattr(func, "__qualname__", repr(func))
-        return BadArguments(
-            f"arguments {_preview(args, kwargs)} do not fit {name}{signature}: {exc}"
-        )
-    return None
-
-
-def _preview(args: list[Any], kwargs: dict[str, Any]) -> str:
-    text = repr(kwargs) if kwargs and not args else repr(args)
-    return text if len(text) <= 200 else text[:200] + "..."

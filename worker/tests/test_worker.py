@@ -239,15 +239,15 @@ def test_unknown_envelope_fields_are_logged_not_fatal(gearmand, start_worker):
 
 
 def test_unknown_job_name_fails_with_a_clear_message():
+    from gearjob.catalog import Catalog
     from gearjob.config import Settings
     from gearjob.registry import Registry
-    from gearjob.worker import UnknownJob, Worker
+    from gearjob.worker import Worker
 
-    request = payload.decode_request("gone", b'{"args": []}')
-    worker = Worker(Settings(), Registry())
+    worker = Worker(Settings(), Catalog(Registry()))
     try:
-        with pytest.raises(UnknownJob, match="job gone is not registered on this worker"):
-            worker._execute("gone", "H:x:1", request, 0)
+        assert "job gone is not registered on this worker" in str(worker._unknown("gone"))
+        assert worker.registry.get("gone") is None
     finally:
         worker.close()
 
