@@ -897,6 +897,11 @@ class Connection:
             return True  # reading it raises ProtocolError
         return magic != MAGIC_RES or have >= HEADER_SIZE + size
 
+    def mid_packet(self) -> bool:
+        """True when part of a packet has arrived and not the rest (or the body of an
+        oversize packet is still being skipped)."""
+        return bool(self._skip) or (self._pos < len(self._buf) and not self.has_buffered())
+
     def read_available(self) -> list[Packet]:
         """Read what the socket has (call when a selector says readable) and return the
         complete packets (maybe none). EOF/reset: close + ServerUnavailable; garbage, bad

@@ -61,7 +61,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, NamedTuple
 
-from gearjob import payload
+from gearjob import jobguard, payload
 from gearjob.config import ServerAddress, Settings
 from gearjob.errors import GearjobError, JobTimeout, PayloadError, ProtocolError, ServerUnavailable
 from gearjob.protocol import HEADER_SIZE, MAGIC_REQ, Cmd, Connection, OversizePacket, pack
@@ -78,6 +78,9 @@ TIMEOUT_REPEAT = 1.0
 WATCHDOG_GRACE = 30.0
 #: the systemd STATUS is brought up to date at most this often (seconds)
 STATUS_INTERVAL = 0.5
+#: a server that sends part of a packet, then nothing for this many times connect_timeout
+#: (30 s by default), is treated as gone: the worker drops the connection and reconnects
+PACKET_TIMEOUT_FACTOR = 6
 #: size of every record in $GEARJOB_JOB_FILE (padded with spaces, so one write replaces it)
 JOB_RECORD_SIZE = 512
 
@@ -181,6 +184,7 @@ class Worker:
         self._watched: dict[int, _Link | _Probe | None] = {}
         self._grab_queue: deque[_Link] = deque()
         self._grabbing: _Link | None = None
+        self._mid_packet: dict[_Link, float] = {}  # links with part of a packet: last read
         self._armed: _Link | None = None  # the link whose socket wakes at PRESLEEP_ANSWER
         self._stop = False
         self._stop_reason = ""
@@ -193,7 +197,9 @@ class Worker:
         self._in_job = False
         self._timed_out = False
         self._heartbeat = time.monotonic()
-        self._warned_extra: set[tuple[str, tuple[str, ...]]] = set()
+        self._extra_fields = jobguard.ExtraFields()
+        self._pid = os.getpid()  # a job's forked child is not the worker (jobguard.call)
+        self._job_link: _Link | None = None  # the server of the job being run
         self._client_id = (
             settings.client_id or f"gearjob-{socket.gethostname()}-{os.getpid()}"
         ).encode()
@@ -220,12 +226,36 @@ class Worker:
         if self._in_job and current is not None:
             self._timed_out = True
             limit = self._timeout_for(current.name)
+            if current.deadline and _monotonic() >= current.deadline + jobguard.hard_grace(limit):
+                self._stop_stuck_job(current, limit)
             raise JobTimeout(
                 f"job {current.name} timed out after {limit:g} s",
                 job_name=current.name,
                 handle=current.handle,
                 timeout=limit,
             )
+
+    def _stop_stuck_job(self, current: _Current, limit: float) -> None:
+        link = self._job_link
+        conn = link.conn if link is not None else None
+
+        def send_fail() -> None:
+            if conn is not None:
+                conn.send_bytes(pack(Cmd.WORK_FAIL, current.handle.encode()), timeout=2.0)
+
+        jobguard.stop_stuck_job(
+            current.name, current.handle, limit, send_fail, lambda: self._record("idle")
+        )
+
+    def _ensure_alarm_handler(self, name: str) -> None:
+        """Put the time limit's SIGALRM handler back if an earlier job replaced it."""
+        if signal.getsignal(signal.SIGALRM) != self._on_alarm:
+            log.warning(
+                "before job %s: an earlier job replaced the SIGALRM handler that enforces "
+                "time limits; restored it (jobs must not use SIGALRM)",
+                name,
+            )
+            signal.signal(signal.SIGALRM, self._on_alarm)
 
     def _install_signals(self) -> dict[int, Any]:
         self._wake_r.setblocking(False)
@@ -356,10 +386,14 @@ class Worker:
                 self._connect_due()
             if self._grab_queue and self._grabbing is None:
                 self._grab_next()
+            if self._mid_packet:
+                self._drop_stalled()
             ready = [link for link in self.links if link.conn and link.conn.has_buffered()]
             if not ready:
                 self._arm()
                 timeout = longest if self._settled else min(longest, self._select_timeout())
+                if self._mid_packet:
+                    timeout = min(timeout, self._packet_timeout())
                 for fd, _ in poll(_ceil(timeout * 1000)):
                     data = watched.get(fd, _UNWATCHED)
                     if data is None:
@@ -414,6 +448,25 @@ class Worker:
             elif not link.up:
                 timeout = min(timeout, max(0.0, link.retry_at - now))
         return timeout
+
+    def _packet_timeout(self) -> float:
+        return PACKET_TIMEOUT_FACTOR * self.settings.connect_timeout
+
+    def _drop_stalled(self) -> None:
+        """Drop the links whose server stopped in the middle of a packet (nothing more came
+        for _packet_timeout() seconds, and nothing is waiting to be read)."""
+        limit = self._packet_timeout()
+        now = _monotonic()
+        for link, since in list(self._mid_packet.items()):
+            if now - since < limit or link.conn is None:
+                continue
+            if select.select([link.conn.fileno()], [], [], 0)[0]:
+                continue  # data came while a job ran: read it first
+            self._drop(
+                link,
+                f"connection lost: {link.address} sent part of a packet and then nothing "
+                f"for {limit:g} s",
+            )
 
     def _drain_wakeups(self) -> None:
         try:
@@ -549,6 +602,7 @@ class Worker:
             link.conn.close()
         link.conn = None
         link.state = "down"
+        self._mid_packet.pop(link, None)
         self._settled = False
         if self._grabbing is link:
             self._grabbing = None
@@ -606,6 +660,7 @@ class Worker:
             packets = conn.read_available_raw()
         except OversizePacket as exc:
             self._oversize_job(link, exc)
+            self._note_partial(link, conn)
             return
         except (ServerUnavailable, ProtocolError, OSError) as exc:
             self._drop(link, f"connection lost: {exc}")
@@ -621,6 +676,14 @@ class Worker:
                 self._job(link, args[0], args[1], args[3])
             else:
                 self._handle(link, cmd, args)
+        self._note_partial(link, conn)
+
+    def _note_partial(self, link: _Link, conn: Connection) -> None:
+        """Remember when a link last got data while part of a packet is missing."""
+        if link.conn is conn and conn.mid_packet():
+            self._mid_packet[link] = _monotonic()
+        elif self._mid_packet:
+            self._mid_packet.pop(link, None)
 
     def _handle(self, link: _Link, cmd: Cmd, args: tuple[bytes, ...]) -> None:
         """Every packet but JOB_ASSIGN_UNIQ (which :meth:`_read` handles itself)."""
@@ -705,6 +768,7 @@ class Worker:
         limit = self._timeout_for(name)
         started = _monotonic()
         self._current = _Current(name, handle, started, started + limit if limit else None)
+        self._job_link = link
         if self._job_fd is not None:
             self._record(f"running {name} {handle}")
         if self._log_debug:
@@ -720,7 +784,9 @@ class Worker:
             reply = _HEADER(*_COMPLETE_HEADER, len(raw_handle) + 1 + len(data))
             reply += raw_handle + b"\0" + data
             outcome: BaseException | None = None
-        except (Exception, SystemExit) as exc:  # a job may raise anything; the worker goes on
+        except WorkerKilled:
+            raise
+        except BaseException as exc:  # a job may raise anything; the worker goes on
             reply = pack(Cmd.WORK_FAIL, raw_handle)
             if json_results or (request is None and payload.sniff_json_results(workload)):
                 # Only gearjob clients get WORK_EXCEPTION: the C `gearman` tool hangs on it.
@@ -780,24 +846,16 @@ class Worker:
                 "by a configuration reload: register it again or stop submitting it"
             )
         if request.extra:
-            key = (name, tuple(sorted(request.extra)))
-            level = logging.DEBUG if key in self._warned_extra else logging.WARNING
-            self._warned_extra.add(key)
-            log.log(
-                level,
-                "job %s %s: ignoring unknown envelope field(s) %s",
-                name,
-                handle,
-                ", ".join(sorted(request.extra)),
-            )
+            self._extra_fields.log(name, handle, request.extra)
         args, kwargs = request.args, request.kwargs
         self._timed_out = False
         self._in_job = True
         try:
             if limit:
+                self._ensure_alarm_handler(name)
                 signal.setitimer(signal.ITIMER_REAL, limit, TIMEOUT_REPEAT)
             try:
-                value = func(*args, **kwargs)
+                value = jobguard.call(func, args, kwargs, self._pid)
             except TypeError as exc:
                 raise _argument_mismatch(func, args, kwargs) or exc from None
             finally:
