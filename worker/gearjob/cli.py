@@ -618,17 +618,14 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from gearjob.errors import GearjobError
-    from gearjob.protocol import admin_command
+    from gearjob.protocol import check_gearmand
 
     settings = _settings(args, "client" if args.client else "worker")
     down = 0
     for address in settings.servers:
         try:
-            answer = admin_command(address, "version", timeout=settings.connect_timeout)
-            version = answer[0] if answer else ""
-            if version.startswith("OK "):
-                version = version[3:]
-            print(f"{address}: ok, gearmand {version}".rstrip())
+            version = check_gearmand(address, timeout=settings.connect_timeout)
+            print(f"{address}: ok, gearmand {version}")
         except (GearjobError, OSError) as exc:
             down += 1
             text = str(exc)

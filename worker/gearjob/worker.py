@@ -184,7 +184,8 @@ class Worker:
         self._watched: dict[int, _Link | _Probe | None] = {}
         self._grab_queue: deque[_Link] = deque()
         self._grabbing: _Link | None = None
-        self._mid_packet: dict[_Link, float] = {}  # links with part of a packet: last read
+        # links with part of a packet: (when more of it last came, Connection.partial_mark)
+        self._mid_packet: dict[_Link, tuple[float, int]] = {}
         self._armed: _Link | None = None  # the link whose socket wakes at PRESLEEP_ANSWER
         self._stop = False
         self._stop_reason = ""
@@ -394,7 +395,10 @@ class Worker:
                 timeout = longest if self._settled else min(longest, self._select_timeout())
                 if self._mid_packet:
                     timeout = min(timeout, self._packet_timeout())
-                for fd, _ in poll(_ceil(timeout * 1000)):
+                events = poll(_ceil(timeout * 1000))
+                if not events and self._armed is not None:
+                    self._read_armed()
+                for fd, _ in events:
                     data = watched.get(fd, _UNWATCHED)
                     if data is None:
                         self._drain_wakeups()
@@ -449,6 +453,14 @@ class Worker:
                 timeout = min(timeout, max(0.0, link.retry_at - now))
         return timeout
 
+    def _read_armed(self) -> None:
+        """After a quiet wait: read what the armed link has, fewer bytes than it waits
+        for (only the NO_JOB of a GRAB + PRE_SLEEP, or part of a packet from a server that
+        stopped sending: _drop_stalled then notices it)."""
+        link = self._armed
+        if link is not None and link.conn is not None:
+            self._read(link)  # (a non-blocking read: poll says "readable" at the low mark)
+
     def _packet_timeout(self) -> float:
         return PACKET_TIMEOUT_FACTOR * self.settings.connect_timeout
 
@@ -457,14 +469,15 @@ class Worker:
         for _packet_timeout() seconds, and nothing is waiting to be read)."""
         limit = self._packet_timeout()
         now = _monotonic()
-        for link, since in list(self._mid_packet.items()):
+        for link, (since, _) in list(self._mid_packet.items()):
             if now - since < limit or link.conn is None:
                 continue
-            if select.select([link.conn.fileno()], [], [], 0)[0]:
-                continue  # data came while a job ran: read it first
+            self._read(link)  # what came while a job ran (updates _mid_packet)
+            if self._mid_packet.get(link, (None,))[0] != since:
+                continue
             self._drop(
                 link,
-                f"connection lost: {link.address} sent part of a packet and then nothing "
+                "connection lost: the server sent part of a packet and then nothing "
                 f"for {limit:g} s",
             )
 
@@ -680,8 +693,11 @@ class Worker:
 
     def _note_partial(self, link: _Link, conn: Connection) -> None:
         """Remember when a link last got data while part of a packet is missing."""
-        if link.conn is conn and conn.mid_packet():
-            self._mid_packet[link] = _monotonic()
+        mark = conn.partial_mark() if link.conn is conn else None
+        if mark is not None:
+            seen = self._mid_packet.get(link)
+            if seen is None or seen[1] != mark:
+                self._mid_packet[link] = (_monotonic(), mark)
         elif self._mid_packet:
             self._mid_packet.pop(link, None)
 
