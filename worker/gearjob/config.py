@@ -62,8 +62,9 @@ ENV_SERVERS = "GEARJOB_SERVERS"
 class TLSSettings:
     """TLS towards the job servers (for example through stunnel in front of gearmand).
 
-    ``ca_file`` verifies the server (system CAs when None); ``cert_file``/``key_file`` is the
-    client certificate (``key_file`` None: the key is inside ``cert_file``);
+    ``ca_file`` verifies the server (only that CA; the system CAs when None);
+    ``cert_file``/``key_file`` is the client certificate (``key_file`` None: the key is
+    inside ``cert_file``);
     ``server_hostname`` is the name to verify (the address host when None).
     """
 
@@ -77,18 +78,17 @@ class TLSSettings:
         """Build an SSL client context; ConfigError names the file that cannot be used."""
         import ssl  # here: plain TCP users never load OpenSSL (~5 MB)
 
-        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        try:
+            # with a ca_file, only that CA is trusted (not the system's public CAs)
+            ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"TLS ca_file {self.ca_file!r} cannot be used: {exc}; "
+                "give a readable PEM file with the CA certificate(s)"
+            ) from exc
         if not self.verify:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
-        if self.ca_file:
-            try:
-                ctx.load_verify_locations(cafile=self.ca_file)
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigError(
-                    f"TLS ca_file {self.ca_file!r} cannot be used: {exc}; "
-                    "give a readable PEM file with the CA certificate(s)"
-                ) from exc
         if self.key_file and not self.cert_file:
             raise ConfigError(
                 f"TLS key_file {self.key_file!r} is set without cert_file; "
