@@ -129,13 +129,38 @@ def _positive_int(text: str) -> int:
 
 
 def _seconds(text: str) -> float:
+    from gearjob.config import MAX_SECONDS
+
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
+    if not 0 <= value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds from 0 to {MAX_SECONDS:g} (a year), got {text!r}"
+        )
     return value
+
+
+def _job_name_problem(name: str) -> str | None:
+    """What is wrong with a job name, or None (the client's rule, said before connecting)."""
+    from gearjob.client import MAX_FUNCTION_SIZE
+
+    size = len(name.encode("utf-8", "replace"))
+    if not name or "\0" in name or size > MAX_FUNCTION_SIZE or any(c.isspace() for c in name):
+        shown = repr(name) if len(name) <= 60 else f"{name[:60]!r}... ({size} bytes)"
+        return (
+            f"job name {shown} is invalid: use 1 to {MAX_FUNCTION_SIZE} bytes without NUL "
+            "or white space"
+        )
+    return None
+
+
+def _job_name(text: str) -> str:
+    problem = _job_name_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -191,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         '  gearjob submit resize \'{"path": "/tmp/a.jpg"}\' 640 --timeout 30\n'
         "  gearjob submit --background --priority high reindex 42",
     )
-    p.add_argument("job", metavar="JOB", help="job name (Gearman function)")
+    p.add_argument("job", metavar="JOB", type=_job_name, help="job name (Gearman function)")
     p.add_argument("args", metavar="ARG", nargs="*", help="job argument (JSON, else a string)")
     p.add_argument(
         "--background",
@@ -893,6 +918,9 @@ def _read_batch(path: str) -> list[dict[str, Any]]:
         name = item.get("job_name")
         if not isinstance(name, str) or not name:
             _fail(EXIT_USAGE, f'{where}: missing or empty "job_name"; {hint}')
+        problem = _job_name_problem(name)
+        if problem:
+            _fail(EXIT_USAGE, f"{where}: {problem}")
         job_args = item.get("args", [])
         if not isinstance(job_args, list):
             _fail(EXIT_USAGE, f'{where}: "args" must be a list, not {job_args!r}; {hint}')
