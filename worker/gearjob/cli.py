@@ -35,7 +35,7 @@ exit codes:
   2  usage error (bad option, argument or batch line)
   3  configuration or job registry error
   4  a job server is unavailable (or the queue database, for status and clear)
-  5  a job timed out
+  5  a job timed out (the worker: a job ignored its time limit and was stopped hard)
   130/143  the worker was stopped at once by SIGINT / a second SIGTERM
 """
 
