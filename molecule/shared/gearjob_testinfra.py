@@ -5,7 +5,10 @@ Gives every scenario:
 * ``gearman_vars``: the gearman_server role variables as the host got them (role
   defaults overlaid with the scenario's inventory variables);
 * ``gearman_persistence``: the kill -9 persistence check of a persistent queue;
-* the journal of gearman-job-server attached to every failed test's report;
+* ``gearman_scheduled``: a scheduled job across a kill -9 of gearmand;
+* ``group``: the testinfra hosts of an inventory group;
+* the journal of gearman-job-server attached to every failed test's report, and the
+  journals a scenario names with :func:`attach_journals` (its conftest's one place for it);
 * a summary of the measured figures at the end of the run (also appended to
   the file named by ``$GEARJOB_MOLECULE_REPORT`` when it is set).
 """
@@ -21,7 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,9 +169,10 @@ class Worker:
         module = f"{venv}/jobs/persistence_jobs.py"
         self.host.check_output(f"mkdir -p {venv}/jobs")
         code = (
+            "import time\n"
             "def record(*args, **kwargs):\n"
             f"    with open({self.output!r}, 'a', encoding='utf-8') as out:\n"
-            "        out.write(repr(args) + '\\n')\n"
+            "        out.write(repr(time.time()) + ' ' + repr(args) + '\\n')\n"
         )
         self.host.check_output(f"printf %s {shlex.quote(code)} > {module}")
         return (
@@ -271,18 +275,140 @@ def gearman_persistence(host: Any, gearman_vars: dict[str, Any]) -> Persistence:
     return Persistence(host, int(gearman_vars["gearman_server_port"]))
 
 
+@dataclass
+class Scheduled:
+    """A job scheduled ``delay`` seconds ahead (gearjob submit --at), kill -9 of gearmand
+    before its time, and when the job then runs (a gearjob worker is up all along)."""
+
+    host: Any
+    port: int
+
+    def run(self, count_rows: Callable[[str], int], *, on_time: bool, delay: int = 20) -> float:
+        host = self.host
+        function = f"sched_{uuid.uuid4().hex[:10]}"
+        output = f"/var/tmp/{function}.out"
+        worker = Worker(host, function, self.port, output, unit=f"{function}-worker")
+        from datetime import datetime, timezone
+
+        try:
+            worker.start(1)
+            epoch = int(time.time()) + delay
+            at = datetime.fromtimestamp(epoch, timezone.utc).isoformat()
+            host.check_output(
+                f"/opt/gearjob-test/bin/gearjob submit --server 127.0.0.1:{self.port} "
+                f"--background --at {at} {function} x"
+            )
+            assert count_rows(function) == 1
+            before = main_pid(host)
+            host.check_output(f"kill -9 {before}")
+            killed_at = time.time()
+            wait_for_restart(host, before, self.port)
+            if on_time:  # (PostgreSQL: the worker may have run it already, see below)
+                assert count_rows(function) == 1, "the scheduled job's row is gone after kill -9"
+            wait_until(
+                "the scheduled job to run",
+                lambda: host.run(f"test -s {output}").rc == 0,
+                limit=delay + 30,
+            )
+            ran_at = float(host.check_output(f"head -n 1 {output}").split()[0])
+        finally:
+            worker.stop()
+            host.run(f"rm -f {output}")
+        record_figure(
+            f"scheduled[{os.environ.get('MOLECULE_SCENARIO_NAME', '?')}]: due {delay} s after "
+            f"the submit, kill -9 of gearmand, ran {ran_at - epoch:+.2f} s from its time"
+        )
+        assert ran_at > killed_at, "the job ran before gearmand was killed"
+        if on_time:
+            assert epoch <= ran_at <= epoch + 3, ran_at - epoch
+        else:  # gearmand 1.1's PostgreSQL queue reloads rows without when_to_run: at once
+            assert ran_at < epoch, ran_at - epoch
+        return ran_at - epoch
+
+
+@pytest.fixture
+def gearman_scheduled(host: Any, gearman_vars: dict[str, Any]) -> Scheduled:
+    return Scheduled(host, int(gearman_vars["gearman_server_port"]))
+
+
+@pytest.fixture(scope="session")
+def group(request: pytest.FixtureRequest) -> Callable[[str], list[Any]]:
+    """group(name) -> the testinfra hosts of an inventory group, in inventory order."""
+    import testinfra
+
+    inventory = request.config.option.ansible_inventory
+
+    def hosts(name: str) -> list[Any]:
+        return list(testinfra.get_hosts([f"ansible://{name}"], ansible_inventory=inventory))
+
+    return hosts
+
+
+@dataclass(frozen=True)
+class Journal:
+    """A journal to attach to a failed test: where it is, how to run a shell command there
+    (the command's output), and journalctl's unit arguments."""
+
+    where: str
+    run: Callable[[str], str]
+    units: str
+    lines: int = 60
+
+
+JournalSource = Callable[[pytest.Item], Iterable[Journal]]
+_JOURNAL_SOURCES: list[JournalSource] = []
+
+
+def attach_journals(source: JournalSource) -> JournalSource:
+    """Register ``source(item)``, the journals to attach when ``item`` fails (a decorator
+    for a scenario's conftest)."""
+    _JOURNAL_SOURCES.append(source)
+    return source
+
+
+def host_runner(host: Any) -> Callable[[str], str]:
+    """Run a shell command on a testinfra host: its stdout and stderr."""
+
+    def run(command: str) -> str:
+        cmd = host.run(command)
+        return str(cmd.stdout + cmd.stderr)
+
+    return run
+
+
+@attach_journals
+def _server_journal(item: pytest.Item) -> Iterator[Journal]:
+    host = getattr(item, "funcargs", {}).get("host")
+    if host is not None:
+        yield Journal(host.backend.host, host_runner(host), f"--unit {SERVICE}")
+
+
+def journal_sections(item: pytest.Item) -> list[tuple[str, str]]:
+    """The report sections of every registered journal of ``item``: a host that is gone
+    gives a line saying so instead of its journal."""
+    sections = []
+    for source in _JOURNAL_SOURCES:
+        try:
+            journals = list(source(item))
+        except Exception as exc:  # an inventory or a host may be gone
+            sections.append((f"journals of {source.__name__}", f"(cannot list them: {exc})"))
+            continue
+        for found in journals:
+            command = f"journalctl {found.units} --lines {found.lines} --no-pager"
+            try:
+                text = found.run(command)
+            except Exception as exc:  # the host itself may be gone
+                text = f"(cannot read the journal: {exc})"
+            sections.append((f"journalctl {found.units} ({found.where})", text))
+    return sections
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
     report = outcome.get_result()
     if report.when == "call" and report.failed:
-        host = getattr(item, "funcargs", {}).get("host")
-        if host is not None:
-            try:
-                text = journal(host)
-            except Exception as exc:  # the host itself may be gone
-                text = f"(cannot read the journal: {exc})"
-            report.sections.append((f"journalctl -u {SERVICE}", text))
+        report.sections.extend(journal_sections(item))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

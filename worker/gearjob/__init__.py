@@ -42,6 +42,7 @@ if TYPE_CHECKING:
         submit_batch,
     )
     from .config import ServerAddress, Settings, TLSSettings, load_settings
+    from .context import JobContext, JobEnded, NotInJob, current_job
 
 __version__ = "0.1.0"
 
@@ -49,10 +50,13 @@ __all__ = [
     "Client",
     "ConfigError",
     "GearjobError",
+    "JobContext",
+    "JobEnded",
     "JobFailed",
     "JobResult",
     "JobStatus",
     "JobTimeout",
+    "NotInJob",
     "PayloadError",
     "Priority",
     "ProtocolError",
@@ -63,6 +67,7 @@ __all__ = [
     "TLSSettings",
     "__version__",
     "close_default_client",
+    "current_job",
     "default_client",
     "job_status",
     "load_settings",
@@ -91,6 +96,7 @@ _LAZY = {
         "client",
     ),
     **dict.fromkeys(("ServerAddress", "Settings", "TLSSettings", "load_settings"), "config"),
+    **dict.fromkeys(("JobContext", "JobEnded", "NotInJob", "current_job"), "context"),
 }
 
 

@@ -36,6 +36,7 @@ exit codes:
   3  configuration or job registry error
   4  a job server is unavailable (or the queue database, for status and clear)
   5  a job timed out (the worker: a job ignored its time limit and was stopped hard)
+  6  no such job: no server knows the handle (status --handle, cancel)
   130/143  the worker was stopped at once by SIGINT / a second SIGTERM
 """
 
@@ -174,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     from gearjob import __version__
 
     parser.add_argument("--version", action="version", version=f"gearjob {__version__}")
+    from gearjob import cli_jobs
+
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = _command(
@@ -214,7 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
         "when it is a string, else as JSON. Exit 1 when the job fails, 5 on a timeout.",
         "  gearjob submit my_module_hello_world Danny\n"
         '  gearjob submit resize \'{"path": "/tmp/a.jpg"}\' 640 --timeout 30\n'
-        "  gearjob submit --background --priority high reindex 42",
+        "  gearjob submit --background --priority high reindex 42\n"
+        "  gearjob submit --background --in 10m reindex 42\n"
+        "  gearjob submit --progress import_all /srv/data",
     )
     p.add_argument("job", metavar="JOB", type=_job_name, help="job name (Gearman function)")
     p.add_argument("args", metavar="ARG", nargs="*", help="job argument (JSON, else a string)")
@@ -233,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--priority", choices=("low", "normal", "high"), default="normal", help="of the job"
     )
+    cli_jobs.add_submit_flags(p)
 
     p = _command(
         sub,
@@ -280,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="wait this long for each server (default: the config's connect_timeout, else 5)",
     )
     _queue_flags(p)
+    cli_jobs.add_status_flags(p)
 
     p = _command(
         sub,
@@ -372,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _job_flag(p)
     p.add_argument("--json", action="store_true", help="print JSON")
+    cli_jobs.add_cancel_command(sub, _command)
 
     p = _command(
         sub,
@@ -707,6 +715,10 @@ def _print_table(rows: Sequence[Sequence[str]], left: int) -> None:
 def cmd_status(args: argparse.Namespace) -> int:
     import json
 
+    if args.handle:
+        from gearjob import cli_jobs
+
+        return cli_jobs.cmd_status_handles(args)
     from gearjob.metrics import collect
 
     settings = _settings(args, "client")
@@ -739,7 +751,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         else:
             persistent.update(ok=q.ok, location=q.location)
             if q.ok:
-                persistent["functions"] = [{"function": k, "rows": v} for k, v in q.rows.items()]
+                persistent["functions"] = [
+                    {"function": k, "rows": v, "scheduled": q.scheduled.get(k, 0)}
+                    for k, v in q.rows.items()
+                ]
                 persistent["rows"] = sum(q.rows.values())
             else:
                 persistent["error"] = q.error
@@ -780,9 +795,18 @@ def _print_persistent(persistent: dict[str, Any]) -> None:
     else:
         print(f"{where} ({persistent['location']}): {persistent['rows']} row(s)")
         if persistent["functions"]:
-            rows = [("FUNCTION", "ROWS")]
-            rows += [(f["function"], str(f["rows"])) for f in persistent["functions"]]
+            rows = [("FUNCTION", "ROWS", "SCHEDULED")]
+            rows += [
+                (f["function"], str(f["rows"]), str(f["scheduled"]))
+                for f in persistent["functions"]
+            ]
             _print_table(rows, 1)
+            scheduled = any(f["scheduled"] for f in persistent["functions"])
+            if persistent["type"] == "postgres" and scheduled:
+                print(
+                    "note: gearmand 1.1 reloads a PostgreSQL queue without the times of "
+                    "scheduled jobs: after a restart they run at once"
+                )
 
 
 def _confirm(yes: bool) -> Callable[[str], bool]:
@@ -878,16 +902,15 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    settings = _settings(args, "client")
-    job_args = [_parse_arg(a) for a in args.args]
-    timeout = _timeout_arg(args, settings)
-    with _client(settings, timeout) as client:
-        if args.background:
-            print(client.submit_background(args.job, *job_args, priority=args.priority))
-            return EXIT_OK
-        value = client.submit(args.job, *job_args, timeout=timeout, priority=args.priority)
-    _print_value(value)
-    return EXIT_OK
+    from gearjob import cli_jobs
+
+    return cli_jobs.cmd_submit(args)
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from gearjob import cli_jobs
+
+    return cli_jobs.cmd_cancel(args)
 
 
 def _read_batch(path: str) -> list[dict[str, Any]]:
@@ -1004,6 +1027,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "metrics": cmd_metrics,
     "jobs": cmd_jobs,
     "check": cmd_check,
+    "cancel": cmd_cancel,
 }
 
 

@@ -13,27 +13,34 @@ later calls.
 from __future__ import annotations
 
 import os
-import selectors
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import datetime
 from types import EllipsisType, TracebackType
 from typing import Any, Literal
 
 from .config import DEFAULT_MAX_PACKET, ServerAddress, TLSSettings, load_settings
-from .errors import (
-    GearjobError,
-    JobFailed,
-    JobTimeout,
-    PayloadError,
-    ProtocolError,
-    ServerUnavailable,
-)
-from .payload import decode_exception, decode_result, encode_request, frozen
+from .errors import JobTimeout, PayloadError, ProtocolError, ServerUnavailable
+from .payload import decode_result, encode_request
 from .protocol import HEADER_SIZE, Cmd, Connection, pack, pack_unchecked
+from .tracking import (
+    FINAL,
+    SKIPPED,
+    Batch,
+    BatchEvents,
+    BatchJob,
+    Events,
+    JobResult,
+    OnData,
+    OnProgress,
+    OnWarning,
+    await_result,
+    handle_text,
+    timeout_text,
+)
 
 __all__ = [
     "Client",
@@ -67,11 +74,9 @@ _BACKGROUND = {
     "normal": Cmd.SUBMIT_JOB_BG,
     "high": Cmd.SUBMIT_JOB_HIGH_BG,
 }
-_FINAL = frozenset((Cmd.WORK_COMPLETE, Cmd.WORK_EXCEPTION, Cmd.WORK_FAIL))
-_IGNORED = frozenset((Cmd.WORK_STATUS, Cmd.WORK_DATA, Cmd.WORK_WARNING, Cmd.OPTION_RES, Cmd.NOOP))
+_FINAL = FINAL
+_IGNORED = SKIPPED
 _BATCH_KEYS = frozenset(("job_name", "args", "unique", "priority"))
-_COMPLETE = Cmd.WORK_COMPLETE
-_CREATED = Cmd.JOB_CREATED
 
 # Bumped in a forked child so that clients drop the connections they share with the parent.
 _fork_generation = 0
@@ -84,17 +89,6 @@ def _after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
-
-
-@dataclass(frozen=True)
-class JobResult:
-    """The outcome of one job of a batch: ``value`` when ``ok``, else ``error``."""
-
-    job_name: str
-    ok: bool
-    value: Any
-    error: GearjobError | None
-    handle: str | None
 
 
 @dataclass(frozen=True)
@@ -139,54 +133,6 @@ class _Server:
     def ok(self) -> None:
         self.failures = 0
         self.retry_at = 0.0
-
-
-def _handle_text(handle: bytes) -> str:
-    return handle.rstrip(b"\0").decode("utf-8", "replace")
-
-
-def _failure(job_name: str, handle: str | None, cmd: Cmd, args: tuple[bytes, ...]) -> JobFailed:
-    if cmd == Cmd.WORK_EXCEPTION:
-        exc_type, message = decode_exception(args[1])
-        return JobFailed(job_name, handle, exc_type, message)
-    return JobFailed(
-        job_name,
-        handle,
-        None,
-        "the worker reported a failure without details (WORK_FAIL); see the worker's log",
-    )
-
-
-def _timeout_text(timeout: float | None) -> str:
-    return f"{timeout:g} s" if timeout is not None else "the time limit"
-
-
-class _BatchJob:
-    """One job of a batch: its place in the input, its packet, its handle once created."""
-
-    __slots__ = ("attempts", "handle", "index", "job_name", "packet")
-
-    def __init__(self, index: int, job_name: str, packet: bytes) -> None:
-        self.index = index
-        self.job_name = job_name
-        self.packet = packet
-        self.handle: bytes | None = None
-        self.attempts = 0
-
-    @property
-    def handle_text(self) -> str | None:
-        return None if self.handle is None else self.handle.decode("utf-8", "replace")
-
-
-@dataclass(eq=False)
-class _BatchConn:
-    server: _Server
-    awaiting: deque[_BatchJob] = field(default_factory=deque)  # sent, no JOB_CREATED yet
-    running: dict[bytes, list[_BatchJob]] = field(default_factory=dict)  # by handle
-
-    @property
-    def busy(self) -> bool:
-        return bool(self.awaiting or self.running)
 
 
 class Client:
@@ -337,6 +283,8 @@ class Client:
         unique: bytes,
         cmd: Cmd,
         workload: bytes | None = None,
+        *,
+        epoch: bytes = b"",
     ) -> bytes:
         """The submit packet for a job; PayloadError before anything is sent."""
         function = self._names.get(job_name) or self._function(job_name)
@@ -348,6 +296,8 @@ class Client:
                 f"max_packet_size {self.max_packet_size}; pass a reference (a path or URL) "
                 "to large data instead"
             )
+        if epoch:  # SUBMIT_JOB_EPOCH: the time goes between the key and the workload
+            return pack_unchecked(cmd, function, unique, epoch, workload)
         return pack_unchecked(cmd, function, unique, workload)  # both checked already
 
     def _deadline(self, timeout: float | EllipsisType | None) -> tuple[float | None, float | None]:
@@ -484,7 +434,7 @@ class Client:
                     conn.close()
                     raise JobTimeout(
                         f"job {job_name} was not accepted by {server.name} within "
-                        f"{_timeout_text(limit)}",
+                        f"{timeout_text(limit)}",
                         job_name=job_name,
                         timeout=limit,
                     ) from exc
@@ -495,7 +445,7 @@ class Client:
             if cmd is Cmd.ERROR:
                 raise ProtocolError(
                     f"{server.name} refused job {job_name}: "
-                    f"{_handle_text(args[0])}: {_handle_text(args[1])}"
+                    f"{handle_text(args[0])}: {handle_text(args[1])}"
                 )
             if cmd not in _IGNORED and cmd not in _FINAL:
                 conn.close()
@@ -513,8 +463,17 @@ class Client:
         timeout: float | EllipsisType | None = ...,
         priority: Priority = "normal",
         unique: str | None = None,
+        on_data: OnData | None = None,
+        on_progress: OnProgress | None = None,
+        on_warning: OnWarning | None = None,
     ) -> Any:
         """Run a job in the foreground and return its result.
+
+        The result is what the job's function returned. What the job sends while it runs
+        goes to the callbacks, in order: ``on_data(chunk)`` gets each WORK_DATA chunk (bytes),
+        ``on_progress(numerator, denominator)`` each WORK_STATUS, ``on_warning(message)``
+        each WORK_WARNING; without a callback they are dropped. (The C and PHP clients
+        return the data chunks joined with the result: see docs/job-context-and-scheduling.md.)
 
         Raises JobFailed (the job raised; ``exc_type``/``message`` tell what), JobTimeout,
         ServerUnavailable (no server took the job, or it went away while the job ran),
@@ -525,6 +484,9 @@ class Client:
             raise ValueError(f"priority must be 'low', 'normal' or 'high', not {priority!r}")
         packet = self._packet(job_name, args, self._unique(unique) if unique else b"", cmd)
         limit, deadline = self._deadline(timeout)
+        events = None
+        if on_data is not None or on_progress is not None or on_warning is not None:
+            events = Events.of(on_data, on_progress, on_warning)
         if not self._lock.acquire(False):
             raise self._busy()
         try:
@@ -533,57 +495,9 @@ class Client:
             server, handle, result = self._create(job_name, packet, deadline, limit, True)
             if result is not None:
                 return decode_result(result)
-            return self._await_result(server, job_name, handle, deadline, limit)
+            return await_result(server, job_name, handle, deadline, limit, events=events)
         finally:
             self._lock.release()
-
-    def _await_result(
-        self,
-        server: _Server,
-        job_name: str,
-        handle: bytes,
-        deadline: float | None,
-        limit: float | None,
-    ) -> Any:
-        conn = server.conn
-        next_packet = conn.next_packet
-        while True:
-            try:
-                cmd, args = next_packet(deadline, limit)
-            except TimeoutError as exc:
-                conn.close()  # gearmand then skips the job: nobody waits for it
-                raise JobTimeout(
-                    f"job {job_name} ({_handle_text(handle)}) did not finish within "
-                    f"{_timeout_text(limit)}",
-                    job_name=job_name,
-                    handle=_handle_text(handle),
-                    timeout=limit,
-                ) from exc
-            except ServerUnavailable as exc:
-                server.failed(exc)
-                raise ServerUnavailable(
-                    f"{exc} while waiting for job {job_name} ({_handle_text(handle)})",
-                    server.name,
-                ) from exc
-            except ProtocolError as exc:  # e.g. a result larger than max_packet_size
-                raise ProtocolError(
-                    f"{exc}; while waiting for job {job_name} ({_handle_text(handle)})"
-                ) from exc
-            if cmd is Cmd.WORK_COMPLETE and args[0] == handle:
-                return decode_result(args[1])
-            if cmd in _FINAL:
-                if args[0].rstrip(b"\0") != handle:
-                    continue  # a job abandoned earlier on this connection
-                if cmd is Cmd.WORK_COMPLETE:
-                    return decode_result(args[1])
-                raise _failure(job_name, _handle_text(handle), cmd, args)
-            if cmd in _IGNORED:
-                continue
-            conn.close()
-            raise ProtocolError(
-                f"{server.name}: unexpected {cmd.name} packet while job {job_name} "
-                f"({_handle_text(handle)}) was running"
-            )
 
     def submit_background(
         self,
@@ -591,26 +505,45 @@ class Client:
         *args: Any,
         priority: Priority = "normal",
         unique: str | bool | None = True,
+        at: datetime | None = None,
+        delay: float | None = None,
     ) -> str:
         """Queue a job to run in the background; return its handle ("H:host:N").
 
-        ``unique`` True (default): a key derived from the job name and arguments, so that an
-        identical job still waiting is not queued twice; False/None: no deduplication;
-        a string: that key.
+        ``unique`` True (default): a key derived from the job name and arguments (and the
+        time, for a scheduled job), so that an identical job still waiting is not queued
+        twice; False/None: no deduplication; a string: that key.
+
+        ``at`` (a datetime; naive means local time) or ``delay`` (seconds from now): run the
+        job no earlier than then (SUBMIT_JOB_EPOCH, whole seconds). ValueError for a time in
+        the past, a delay not above 0, or a priority other than "normal" (gearmand has no
+        scheduled job with a priority). See docs/job-context-and-scheduling.md.
         """
         cmd = _BACKGROUND.get(priority)
         if cmd is None:
             raise ValueError(f"priority must be 'low', 'normal' or 'high', not {priority!r}")
+        epoch = b""
+        if at is not None or delay is not None:
+            from .scheduling import epoch_for
+
+            if priority != "normal":
+                raise ValueError(
+                    f"a scheduled job cannot have priority {priority!r}: gearmand has no "
+                    "scheduled submit with a priority; drop at=/delay= or the priority"
+                )
+            epoch = str(epoch_for(at, delay)).encode()
+            cmd = Cmd.SUBMIT_JOB_EPOCH
         if unique is True:
             from hashlib import sha256  # here: hashlib loads OpenSSL (~1 MB)
 
             function = self._function(job_name)
             workload = encode_request(job_name, args)
-            digest = sha256(function + b"\0" + workload).hexdigest()
+            digest = sha256(function + b"\0" + workload + epoch).hexdigest()
             key = digest[:UNIQUE_HASH_CHARS].encode()
-            packet = self._packet(job_name, args, key, cmd, workload)
+            packet = self._packet(job_name, args, key, cmd, workload, epoch=epoch)
         else:
-            packet = self._packet(job_name, args, self._unique(unique or None), cmd)
+            unique_key = self._unique(unique or None)
+            packet = self._packet(job_name, args, unique_key, cmd, epoch=epoch)
         limit, deadline = self._deadline(...)
         if not self._lock.acquire(False):
             raise self._busy()
@@ -634,12 +567,17 @@ class Client:
         timeout: float | EllipsisType | None = ...,
         priority: Priority = "normal",
         on_result: Callable[[int, JobResult], None] | None = None,
+        on_data: Callable[[int, bytes], Any] | None = None,
+        on_progress: Callable[[int, int, int], Any] | None = None,
+        on_warning: Callable[[int, str], Any] | None = None,
     ) -> list[JobResult]:
         """Run many foreground jobs at once; return their results in input order.
 
         ``jobs``: mappings with ``job_name`` and ``args`` (a list), optionally ``unique`` and
         ``priority``. The jobs are pipelined over all reachable servers. ``timeout`` limits
-        the whole batch. ``on_result(index, result)`` is called as each job finishes.
+        the whole batch. ``on_result(index, result)`` is called as each job finishes;
+        ``on_data(index, chunk)``, ``on_progress(index, numerator, denominator)`` and
+        ``on_warning(index, message)`` as a job sends them (see :meth:`submit`).
         A job that fails does not raise: its result has ``ok`` False and the ``error``.
         Raises PayloadError before anything is sent when an argument is not JSON, and
         ServerUnavailable when no server can be reached at all.
@@ -649,8 +587,11 @@ class Client:
         results: list[JobResult | None] = [None] * len(prepared)
         if not prepared:
             return []
+        events = None
+        if on_data is not None or on_progress is not None or on_warning is not None:
+            events = BatchEvents(on_data, on_progress, on_warning)
         with self._exclusive():
-            self._run_batch(prepared, results, deadline, limit, on_result)
+            Batch(self, prepared, results, on_result, events).run(deadline, limit)
         return [r for r in results if r is not None]
 
     def submit_batch(
@@ -706,12 +647,12 @@ class Client:
                         break
                     if packet.cmd == Cmd.ERROR:
                         raise ProtocolError(
-                            f"{server.name} refused GET_STATUS: {_handle_text(packet.args[1])}"
+                            f"{server.name} refused GET_STATUS: {handle_text(packet.args[1])}"
                         )
             except TimeoutError as exc:
                 conn.close()
                 raise JobTimeout(
-                    f"{server.name} did not answer GET_STATUS within {_timeout_text(limit)}",
+                    f"{server.name} did not answer GET_STATUS within {timeout_text(limit)}",
                     timeout=limit,
                 ) from exc
             except ServerUnavailable as exc:
@@ -729,12 +670,44 @@ class Client:
             )
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _locate_handle(self, handle: str) -> list[tuple[_Server, JobStatus]]:
+        """Every server that knows ``handle``, with the job's status there (asks them all:
+        gearmand's handles name its host, which several servers may share)."""
+        if not isinstance(handle, str) or not handle or any(c.isspace() for c in handle):
+            raise ValueError(f"job handle must be like H:host:42 (no spaces), not {handle!r}")
+        raw = handle.encode("utf-8")
+        limit, deadline = self._deadline(...)
+        found: list[tuple[_Server, JobStatus]] = []
+        errors: list[ServerUnavailable] = []
+        with self._exclusive():
+            for server in self._servers:
+                try:
+                    status = self._ask_status(server, raw, deadline, limit)
+                except ServerUnavailable as exc:
+                    errors.append(exc)
+                    continue
+                if status.known:
+                    found.append((server, status))
+        if not found and errors:
+            raise self._unavailable(errors)
+        return found
+
+    def cancel(self, handle: str) -> JobStatus:
+        """Cancel a queued background job (admin ``cancel job``); return its status before.
+
+        Raises JobNotFound (no server knows the handle), JobRunning (a worker runs it:
+        gearmand cannot stop it), ServerUnavailable, ValueError (not a handle).
+        """
+        from .scheduling import cancel
+
+        return cancel(self, handle)
+
     # -- batches ----------------------------------------------------------------------------
 
     def _prepare_batch(
         self, jobs: Iterable[Mapping[str, Any]], priority: Priority
-    ) -> list[_BatchJob]:
-        prepared: list[_BatchJob] = []
+    ) -> list[BatchJob]:
+        prepared: list[BatchJob] = []
         for index, job in enumerate(jobs):
             if type(job) is not dict and not isinstance(job, Mapping):
                 raise TypeError(
@@ -768,189 +741,8 @@ class Client:
                 packet = self._packet(job_name, args, self._unique(job.get("unique")), cmd)
             except PayloadError as exc:
                 raise PayloadError(f"batch job {index}: {exc}") from exc
-            prepared.append(_BatchJob(index, job_name, packet))
+            prepared.append(BatchJob(index, job_name, packet))
         return prepared
-
-    def _run_batch(
-        self,
-        jobs: list[_BatchJob],
-        results: list[JobResult | None],
-        deadline: float | None,
-        limit: float | None,
-        on_result: Callable[[int, JobResult], None] | None,
-    ) -> None:
-        errors: list[ServerUnavailable] = []
-        live: list[_BatchConn] = []
-        for server in self._order():
-            try:
-                self._connect(server, deadline)
-            except ServerUnavailable as exc:
-                errors.append(exc)
-                continue
-            server.conn.clear_hint()  # selectors must see every byte
-            live.append(_BatchConn(server))
-        if not live:
-            raise self._unavailable(errors)
-        left = len(jobs)
-        selector = selectors.DefaultSelector()
-
-        def finish(job: _BatchJob, result: JobResult) -> None:
-            nonlocal left
-            if results[job.index] is not None:
-                return
-            results[job.index] = result
-            left -= 1
-            if on_result is not None:
-                on_result(job.index, result)
-
-        def fail(job: _BatchJob, error: GearjobError) -> None:
-            finish(job, JobResult(job.job_name, False, None, error, job.handle_text))
-
-        def assign(job: _BatchJob, bc: _BatchConn) -> None:
-            job.attempts += 1
-            bc.awaiting.append(job)
-            bc.server.conn.enqueue(job.packet)
-
-        def lost(bc: _BatchConn, exc: GearjobError) -> None:
-            """A connection broke: resubmit jobs not created yet, fail the running ones."""
-            live.remove(bc)
-            fd = registered.pop(bc, None)
-            if fd is not None:
-                selector.unregister(fd)  # before the descriptor can be reused
-            bc.server.failed(exc)
-            name = bc.server.name
-            for running in bc.running.values():
-                for job in running:
-                    fail(
-                        job,
-                        ServerUnavailable(
-                            f"{exc} while waiting for job {job.job_name} ({job.handle_text})",
-                            name,
-                        ),
-                    )
-            bc.running.clear()
-            retry = list(bc.awaiting)
-            bc.awaiting.clear()
-            for job in retry:
-                if live and job.attempts < 3:
-                    target = live[job.index % len(live)]
-                    assign(job, target)
-                    changed.add(target)
-                else:
-                    fail(
-                        job,
-                        exc
-                        if isinstance(exc, ServerUnavailable)
-                        else ServerUnavailable(str(exc), name),
-                    )
-
-        registered: dict[_BatchConn, int] = {}
-        changed: set[_BatchConn] = set()
-        for i, job in enumerate(jobs):
-            assign(job, live[i % len(live)])
-        for bc in live:
-            fd = bc.server.conn.fileno()
-            registered[bc] = fd
-            selector.register(fd, selectors.EVENT_READ, bc)
-            changed.add(bc)
-        try:
-            while left > 0 and live:
-                for bc in list(changed):
-                    changed.discard(bc)
-                    if bc not in live:
-                        continue
-                    try:
-                        done = bc.server.conn.flush_nowait()
-                    except ServerUnavailable as exc:
-                        lost(bc, exc)
-                        continue
-                    events = selectors.EVENT_READ | (0 if done else selectors.EVENT_WRITE)
-                    selector.modify(registered[bc], events, bc)
-                wait = None if deadline is None else deadline - time.monotonic()
-                if wait is not None and wait <= 0:
-                    break
-                for key, mask in selector.select(wait):
-                    bc = key.data
-                    if bc not in live:
-                        continue
-                    conn = bc.server.conn
-                    try:
-                        if mask & selectors.EVENT_WRITE and conn.flush_nowait():
-                            changed.add(bc)
-                        if mask & selectors.EVENT_READ:
-                            running = bc.running
-                            for cmd, args in conn.read_available_raw():
-                                if cmd is _COMPLETE and args[0] in running:
-                                    value = decode_result(args[1])
-                                    for job in running.pop(args[0]):
-                                        result = {
-                                            "job_name": job.job_name,
-                                            "ok": True,
-                                            "value": value,
-                                            "error": None,
-                                            "handle": job.handle_text,
-                                        }
-                                        finish(job, frozen(JobResult, result))
-                                elif cmd is _CREATED and bc.awaiting:
-                                    job = bc.awaiting.popleft()
-                                    job.handle = args[0]
-                                    running.setdefault(args[0], []).append(job)
-                                else:
-                                    self._batch_packet(bc, cmd, args, finish, fail)
-                    except (ServerUnavailable, ProtocolError) as exc:
-                        lost(bc, exc)
-            for job in jobs:
-                if results[job.index] is None:
-                    fail(
-                        job,
-                        JobTimeout(
-                            f"job {job.job_name} ({job.handle_text or 'not accepted yet'}) did "
-                            f"not finish within {_timeout_text(limit)}",
-                            job_name=job.job_name,
-                            handle=job.handle_text,
-                            timeout=limit,
-                        ),
-                    )
-        finally:
-            selector.close()
-            for bc in live:
-                if bc.busy or bc.server.conn.pending_output:
-                    bc.server.conn.close()  # abandons its jobs; the next call reconnects
-
-    def _batch_packet(
-        self,
-        bc: _BatchConn,
-        cmd: Cmd,
-        args: tuple[bytes, ...],
-        finish: Callable[[_BatchJob, JobResult], None],
-        fail: Callable[[_BatchJob, GearjobError], None],
-    ) -> None:
-        """The less common packets of a batch (see _run_batch for the common ones)."""
-        if cmd in _FINAL:
-            handle = args[0].rstrip(b"\0")
-            for job in bc.running.pop(handle, ()):
-                if cmd is Cmd.WORK_COMPLETE:
-                    value = decode_result(args[1])
-                    finish(job, JobResult(job.job_name, True, value, None, job.handle_text))
-                else:
-                    fail(job, _failure(job.job_name, job.handle_text, cmd, args))
-        elif cmd is Cmd.JOB_CREATED:
-            raise ProtocolError(f"{bc.server.name}: JOB_CREATED for no submitted job")
-        elif cmd is Cmd.ERROR:
-            if not bc.awaiting:
-                raise ProtocolError(
-                    f"{bc.server.name}: error {_handle_text(args[1])!r} for no request"
-                )
-            job = bc.awaiting.popleft()
-            fail(
-                job,
-                ProtocolError(
-                    f"{bc.server.name} refused job {job.job_name}: "
-                    f"{_handle_text(args[0])}: {_handle_text(args[1])}"
-                ),
-            )
-        elif cmd not in _IGNORED:
-            raise ProtocolError(f"{bc.server.name}: unexpected {cmd.name} packet in a batch")
 
 
 # -- module-level functions: one default Client per thread -------------------------------------
@@ -983,10 +775,20 @@ def submit(
     timeout: float | EllipsisType | None = ...,
     priority: Priority = "normal",
     unique: str | None = None,
+    on_data: OnData | None = None,
+    on_progress: OnProgress | None = None,
+    on_warning: OnWarning | None = None,
 ) -> Any:
     """:meth:`Client.submit` on this thread's default client."""
     return default_client().submit(
-        job_name, *args, timeout=timeout, priority=priority, unique=unique
+        job_name,
+        *args,
+        timeout=timeout,
+        priority=priority,
+        unique=unique,
+        on_data=on_data,
+        on_progress=on_progress,
+        on_warning=on_warning,
     )
 
 
@@ -995,9 +797,13 @@ def submit_background(
     *args: Any,
     priority: Priority = "normal",
     unique: str | bool | None = True,
+    at: datetime | None = None,
+    delay: float | None = None,
 ) -> str:
     """:meth:`Client.submit_background` on this thread's default client."""
-    return default_client().submit_background(job_name, *args, priority=priority, unique=unique)
+    return default_client().submit_background(
+        job_name, *args, priority=priority, unique=unique, at=at, delay=delay
+    )
 
 
 def submit_batch(
@@ -1016,9 +822,20 @@ def run_batch(
     timeout: float | EllipsisType | None = ...,
     priority: Priority = "normal",
     on_result: Callable[[int, JobResult], None] | None = None,
+    on_data: Callable[[int, bytes], Any] | None = None,
+    on_progress: Callable[[int, int, int], Any] | None = None,
+    on_warning: Callable[[int, str], Any] | None = None,
 ) -> list[JobResult]:
     """:meth:`Client.run_batch` on this thread's default client."""
-    return default_client().run_batch(jobs, timeout=timeout, priority=priority, on_result=on_result)
+    return default_client().run_batch(
+        jobs,
+        timeout=timeout,
+        priority=priority,
+        on_result=on_result,
+        on_data=on_data,
+        on_progress=on_progress,
+        on_warning=on_warning,
+    )
 
 
 def job_status(handle: str) -> JobStatus:

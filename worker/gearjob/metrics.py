@@ -16,6 +16,7 @@ Metrics (every one a gauge)::
     gearjob_workers{server,function}                 workers that can run the function
     gearjob_persistent_queue_up{server,type}         1 if the queue table could be read
     gearjob_persistent_queue_rows{server,type,function}  rows in the queue table
+    gearjob_persistent_queue_scheduled{server,type,function}  of them, scheduled jobs not due
     gearjob_scrape_duration_seconds                  how long the whole collection took
 
 "waiting" counts the queued jobs of a function that has no worker on that server: they
@@ -98,6 +99,8 @@ class QueueState:
     duration: float
     rows: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    #: rows per function of scheduled jobs whose time has not come (when_to_run > now)
+    scheduled: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -133,13 +136,14 @@ def _ask_queue(config: QueueConfig, timeout: float) -> QueueState:
     assert database is not None
     server, location = str(config.server), database.describe()
     try:
-        rows = open_store(database, timeout).counts()
+        rows, scheduled = open_store(database, timeout).counts_scheduled(time.time())
     except GearjobError as exc:
         return QueueState(
             config.type, server, location, False, time.monotonic() - start, error=str(exc)
         )
     rows = dict(sorted(rows.items()))
-    return QueueState(config.type, server, location, True, time.monotonic() - start, rows)
+    took = time.monotonic() - start
+    return QueueState(config.type, server, location, True, took, rows, scheduled=scheduled)
 
 
 def collect(
@@ -216,10 +220,15 @@ def render(snapshot: Snapshot) -> str:
             "gearjob_persistent_queue_rows",
             "Rows in the persistent queue table (queued and running background jobs).",
         )
+        later = _Family(
+            "gearjob_persistent_queue_scheduled",
+            "Rows of scheduled jobs whose time has not come (when_to_run in the future).",
+        )
         queue_up.add(1 if q.ok else 0, server=q.server, type=q.type)
         for function, count in q.rows.items():
             rows.add(count, server=q.server, type=q.type, function=function)
-        families += [queue_up, rows]
+            later.add(q.scheduled.get(function, 0), server=q.server, type=q.type, function=function)
+        families += [queue_up, rows, later]
     total = _Family("gearjob_scrape_duration_seconds", "Seconds the whole collection took.")
     total.add(snapshot.duration)
     families.append(total)

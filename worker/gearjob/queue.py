@@ -331,6 +331,11 @@ class Store:
         how many rows of each function went."""
         raise NotImplementedError
 
+    def counts_scheduled(self, now: float) -> tuple[dict[str, int], dict[str, int]]:
+        """Rows per function, and among them the scheduled jobs not due yet (``when_to_run``
+        after ``now``, a UTC epoch), in one query."""
+        raise NotImplementedError
+
 
 class SqliteStore(Store):
     def _connect(self, mode: str) -> Any:
@@ -374,6 +379,20 @@ class SqliteStore(Store):
         finally:
             conn.close()
         return {_text(name): int(count) for name, count in rows}
+
+    def counts_scheduled(self, now: float) -> tuple[dict[str, int], dict[str, int]]:
+        conn = self._connect("ro")
+        try:
+            with self._errors():
+                rows = conn.execute(
+                    "SELECT function_name, COUNT(*), SUM(when_to_run > ?) "  # noqa: S608
+                    f"FROM {self.table} GROUP BY function_name",
+                    (int(now),),
+                ).fetchall()
+        finally:
+            conn.close()
+        counts = {_text(name): int(count) for name, count, _ in rows}
+        return counts, {_text(name): int(later or 0) for name, _, later in rows if later}
 
     def delete(self, functions: Collection[str] | None) -> dict[str, int]:
         conn = self._connect("rw")
@@ -451,6 +470,16 @@ class _ClientStore(Store):
 
     def counts(self) -> dict[str, int]:
         return self._parse(self._run([self._count_sql()]))
+
+    def counts_scheduled(self, now: float) -> tuple[dict[str, int], dict[str, int]]:
+        sql = (
+            f"SELECT h, COUNT(*), SUM(CASE WHEN w > {int(now)} THEN 1 ELSE 0 END) FROM "  # noqa: S608
+            f"(SELECT {self.HEX} AS h, when_to_run AS w FROM {self.table}) AS x GROUP BY h"
+        )
+        rows = self._run([sql])
+        counts = self._parse([row[:2] for row in rows])
+        later = self._parse([[row[0], row[2]] for row in rows if len(row) == 3])
+        return counts, {name: n for name, n in later.items() if n}
 
     def delete(self, functions: Collection[str] | None) -> dict[str, int]:
         where = self._where(functions)

@@ -63,6 +63,9 @@ from typing import Any, NamedTuple
 
 from gearjob import jobguard, payload
 from gearjob.config import ServerAddress, Settings
+from gearjob.context import lock as _job_lock
+from gearjob.context import slot as _job_slot
+from gearjob.context import wait_sends as _wait_sends
 from gearjob.errors import GearjobError, JobTimeout, PayloadError, ProtocolError, ServerUnavailable
 from gearjob.protocol import HEADER_SIZE, MAGIC_REQ, Cmd, Connection, OversizePacket, pack
 from gearjob.registry import Registry
@@ -74,6 +77,9 @@ BACKOFF_START = 0.25
 BACKOFF_MAX = 15.0
 #: after a job's deadline, JobTimeout is raised again every this many seconds until it ends
 TIMEOUT_REPEAT = 1.0
+#: an idle worker asks its servers for a job again after this many quiet seconds (scheduled
+#: jobs become due without gearmand waking anyone)
+REGRAB_IDLE = 1.0
 #: a job still running this long after its deadline stops the systemd watchdog pings
 WATCHDOG_GRACE = 30.0
 #: the systemd STATUS is brought up to date at most this often (seconds)
@@ -97,6 +103,7 @@ _COMPLETE_HEADER = (MAGIC_REQ, int(Cmd.WORK_COMPLETE))
 _monotonic = time.monotonic
 _ceil = math.ceil
 _UNWATCHED = object()  # marks an fd the loop does not (or no longer) wait on
+_sending = _job_lock.locked  # a job's thread is sending (gearjob.context)
 
 #: ReloadFunc returns the new settings and registry, or raises GearjobError
 ReloadFunc = Callable[[], "tuple[Settings, Registry]"]
@@ -241,8 +248,13 @@ class Worker:
         conn = link.conn if link is not None else None
 
         def send_fail() -> None:
-            if conn is not None:
-                conn.send_bytes(pack(Cmd.WORK_FAIL, current.handle.encode()), timeout=2.0)
+            _job_slot[0] = None  # the job's threads can send no more
+            # not in the middle of a send of theirs (gearjob.context); skipped if one hangs
+            if conn is not None and _job_lock.acquire(timeout=2.0):
+                try:
+                    conn.send_bytes(pack(Cmd.WORK_FAIL, current.handle.encode()), timeout=2.0)
+                finally:
+                    _job_lock.release()
 
         jobguard.stop_stuck_job(
             current.name, current.handle, limit, send_fail, lambda: self._record("idle")
@@ -372,7 +384,7 @@ class Worker:
         watched = self._watched
         # the loop turns at least this often (the watchdog thread checks its heartbeat)
         interval = self.notifier.watchdog_interval
-        longest = 5.0 if interval is None else min(5.0, interval)
+        longest = REGRAB_IDLE if interval is None else min(REGRAB_IDLE, interval)
         while True:
             self._heartbeat = _monotonic()
             if self._stop:
@@ -396,8 +408,10 @@ class Worker:
                 if self._mid_packet:
                     timeout = min(timeout, self._packet_timeout())
                 events = poll(_ceil(timeout * 1000))
-                if not events and self._armed is not None:
-                    self._read_armed()
+                if not events:
+                    # a quiet second: scheduled jobs may be due (and part of a packet held
+                    # back by the wake-up threshold is read, for _drop_stalled)
+                    self._regrab_sleeping()
                 for fd, _ in events:
                     data = watched.get(fd, _UNWATCHED)
                     if data is None:
@@ -408,6 +422,24 @@ class Worker:
                         self._probe_done(data)
             for link in ready:
                 self._read(link)
+
+    def _regrab_sleeping(self) -> None:
+        """Ask the sleeping servers for a job again. gearmand does not wake sleeping workers
+        when a scheduled job (SUBMIT_JOB_EPOCH) becomes due, it only hands it to a GRAB."""
+        if self._stop or self._reload_requested:
+            return
+        grabbing = self._grabbing
+        if grabbing is not None:
+            if not grabbing.presleep:
+                return
+            # the NO_JOB of the last GRAB may be here, held back by the wake-up threshold
+            self._read(grabbing)
+            if self._grabbing is not None:
+                return
+        for link in self.links:
+            if link.state == "sleeping":
+                link.state = "idle"
+                self._want_grab(link)
 
     def _watch(self, fd: int, data: _Link | _Probe | None, events: int) -> None:
         self._poll.register(fd, events)
@@ -452,14 +484,6 @@ class Worker:
             elif not link.up:
                 timeout = min(timeout, max(0.0, link.retry_at - now))
         return timeout
-
-    def _read_armed(self) -> None:
-        """After a quiet wait: read what the armed link has, fewer bytes than it waits
-        for (only the NO_JOB of a GRAB + PRE_SLEEP, or part of a packet from a server that
-        stopped sending: _drop_stalled then notices it)."""
-        link = self._armed
-        if link is not None and link.conn is not None:
-            self._read(link)  # (a non-blocking read: poll says "readable" at the low mark)
 
     def _packet_timeout(self) -> float:
         return PACKET_TIMEOUT_FACTOR * self.settings.connect_timeout
@@ -686,7 +710,7 @@ class Worker:
                     self._grabbing = None
                     if link.after_job:
                         link.idle_after_job = False  # jobs are queued: next time GRAB only
-                self._job(link, args[0], args[1], args[3])
+                self._job(link, args[0], args[1], args[3], args[2])
             else:
                 self._handle(link, cmd, args)
         self._note_partial(link, conn)
@@ -773,6 +797,7 @@ class Worker:
         raw_handle: bytes,
         raw_function: bytes,
         workload: bytes,
+        unique: bytes = b"",
         *,
         rejected: GearjobError | None = None,
         json_results: bool = False,
@@ -795,6 +820,7 @@ class Worker:
                 raise rejected
             request = payload.decode_request(name, workload)
             json_results = request.json_results
+            _job_slot[0] = (link.conn, raw_handle, raw_function, unique)  # current_job()
             data = self._execute(name, handle, request, limit)
             # pack(WORK_COMPLETE, handle, data) without its checks: the handle came framed
             reply = _HEADER(*_COMPLETE_HEADER, len(raw_handle) + 1 + len(data))
@@ -814,6 +840,9 @@ class Worker:
             outcome = exc
         # (not in a finally: on WorkerKilled, run() still names the unfinished job)
         self._current = None
+        _job_slot[0] = None  # the job's threads can send no more; wait for a send under way
+        if _sending():
+            _wait_sends()
         self.jobs_done += 1
         if outcome is not None:
             self._log_failure(name, handle, _monotonic() - started, outcome)

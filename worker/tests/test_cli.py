@@ -336,15 +336,16 @@ def test_status_shows_the_persistent_queue_of_a_queue_config(gearmand_factory, t
     with Client([server.address]) as client:
         client.submit_background("fn_a", 1)
         client.submit_background("fn_a", 2)
+        client.submit_background("fn_a", 3, delay=600)  # scheduled: not due yet
     config = tmp_path / "queue.toml"
     config.write_text(f'type = "sqlite"\nserver = "{server}"\n[sqlite]\npath = "{path}"\n')
     done = run_cli("status", "--server", str(server), "--queue-config", str(config))
     assert done.returncode == 0, done.stderr
     tail = done.stdout.split("\n\n", 1)[1]
     assert tail.splitlines() == [
-        f"persistent queue of {server} (sqlite {path}, table gearman_queue): 2 row(s)",
-        "FUNCTION  ROWS",
-        "fn_a         2",
+        f"persistent queue of {server} (sqlite {path}, table gearman_queue): 3 row(s)",
+        "FUNCTION  ROWS  SCHEDULED",
+        "fn_a         3          1",
     ]
     config.write_text('type = "memory"\n')
     done = run_cli("status", "--server", str(server), "--queue-config", str(config))

@@ -38,11 +38,11 @@ def test_names_are_imported_on_first_use() -> None:
 
 
 def test_lazy_names_are_the_real_objects() -> None:
-    from gearjob import client, config, errors
+    from gearjob import client, config, context, errors
 
     for name in gearjob.__all__:
         value = getattr(gearjob, name)
-        home = next(m for m in (client, config, errors, gearjob) if hasattr(m, name))
+        home = next(m for m in (client, config, context, errors, gearjob) if hasattr(m, name))
         assert value is getattr(home, name), name
     assert "Client" in dir(gearjob)
     with pytest.raises(AttributeError, match="module 'gearjob' has no attribute 'nope'"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from typing import Any
 
 import pytest
 from daemon_helpers import queued, wait_for
@@ -69,6 +70,17 @@ echo json_encode([
 """
 
 
+def run_php(tmp_path, code: str, *args: str) -> Any:
+    """Run a PHP script; its stdout as JSON."""
+    script = tmp_path / "client.php"
+    script.write_text(code)
+    done = subprocess.run(
+        ["php", str(script), *args], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout)
+
+
 @pytest.fixture
 def served(gearmand, start_worker):
     start_worker(gearmand, extra=["--job-timeout", "0.5"])
@@ -88,18 +100,8 @@ needs_gearman_tool = pytest.mark.skipif(
 
 @needs_php
 def test_php_client_the_islandora_job_way(served, tmp_path):
-    script = tmp_path / "client.php"
-    script.write_text(PHP_CLIENT)
     marker = tmp_path / "background-ran"
-    done = subprocess.run(
-        ["php", str(script), str(served.port), str(marker)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    out = json.loads(done.stdout)
+    out = run_php(tmp_path, PHP_CLIENT, str(served.port), str(marker))
     ok, fail = out["SUCCESS"], out["WORK_FAIL"]
     normal = [(case["job"], case["result"], case["code"]) for case in out["normal"]]
     assert normal[0] == ("hello", "Hello Danny", ok)  # a string comes back as it is
@@ -172,3 +174,101 @@ def test_gearjob_client_gets_typed_results_and_exceptions(served):
         assert info.value.message == "job slow timed out after 0.5 s"
         results = client.run_batch([{"job_name": "hello", "args": [str(i)]} for i in range(10)])
         assert [r.value for r in results] == [f"Hello {i}" for i in range(10)]
+
+
+# -- jobs that use gearjob.current_job(): progress, data chunks, warnings ------------------------
+
+CONTEXT_JOBS = {
+    "reporting": "context_jobs:reporting",
+    "slow_progress": "context_jobs:slow_progress",
+    "hello": "sample_jobs:hello_world",
+}
+
+PHP_CONTEXT_CLIENT = r"""<?php
+function islandora_job_payload($job, $args) {
+    $site = "http://example.org";
+    return json_encode(["func" => $job, "args" => $args, "site" => $site, "uid" => 1]);
+}
+$client = new GearmanClient();
+$client->addServer("127.0.0.1", (int)$argv[1]);
+$client->setTimeout(20000);
+$normal = $client->doNormal("reporting", islandora_job_payload("reporting", [2]));
+$normal_code = $client->returnCode();
+$plain = $client->doNormal("hello", islandora_job_payload("hello", ["Danny"]));
+$events = [];
+$client->setDataCallback(function ($task) use (&$events) { $events[] = ["data", $task->data()]; });
+$client->setStatusCallback(function ($task) use (&$events) {
+    $events[] = ["status", $task->taskNumerator(), $task->taskDenominator()];
+});
+$client->setWarningCallback(function ($task) use (&$events) {
+    $events[] = ["warning", $task->data()];
+});
+$client->setCompleteCallback(function ($task) use (&$events) {
+    $events[] = ["complete", $task->data()];
+});
+$client->addTask("reporting", islandora_job_payload("reporting", [2]), null, "t1");
+$ran = $client->runTasks();
+// a background job that reports progress: jobStatus() shows it
+$handle = $client->doBackground("slow_progress", islandora_job_payload("slow_progress", [50, 0.1]));
+$seen = [false, false, 0, 0];
+for ($i = 0; $i < 200 && $seen[2] == 0; $i++) {
+    usleep(50000);
+    $seen = $client->jobStatus($handle);
+}
+echo json_encode(["normal" => $normal, "normal_ok" => $normal_code == GEARMAN_SUCCESS,
+    "plain" => $plain, "events" => $events, "ran" => $ran, "status" => $seen]);
+"""
+
+
+@pytest.fixture
+def context_served(gearmand, start_worker):
+    start_worker(gearmand, jobs=CONTEXT_JOBS)
+    return gearmand
+
+
+@needs_php
+def test_php_client_gets_chunks_then_the_result_from_a_job_that_streams(context_served, tmp_path):
+    out = run_php(tmp_path, PHP_CONTEXT_CLIENT, str(context_served.port))
+    # doNormal joins the WORK_DATA chunks and the result; a job without them is unchanged
+    assert (out["normal"], out["normal_ok"]) == ("chunk1;final", True)
+    assert out["plain"] == "Hello Danny"
+    assert out["ran"] is True
+    assert out["events"] == [
+        ["status", 1, 2],
+        ["status", 2, 2],
+        ["data", "chunk1;"],
+        ["warning", "careful"],
+        ["complete", "final"],
+    ]
+    known, running, numerator, denominator = out["status"]
+    assert (known, running, denominator) == (True, True, 50) and numerator >= 1
+
+
+@needs_gearman_tool
+def test_c_gearman_tool_prints_chunks_then_the_result(context_served):
+    done = gearman_tool(context_served.port, "-f", "reporting", stdin='{"args":[2]}')
+    # the chunks and the result, then (another stdout buffer) a line per WORK_STATUS:
+    # a shell pipeline reading the tool's output sees those lines too
+    assert (done.returncode, done.stdout) == (0, "chunk1;final50% Complete\n100% Complete\n")
+    done = gearman_tool(context_served.port, "-f", "hello", stdin='{"args":["Danny"]}')
+    assert (done.returncode, done.stdout) == (0, "Hello Danny")
+
+
+def test_gearjob_client_returns_the_result_and_hands_chunks_to_on_data(context_served):
+    events: list[tuple[str, object]] = []
+    with Client([context_served.address], timeout=20) as client:
+        value = client.submit(
+            "reporting",
+            2,
+            on_data=lambda chunk: events.append(("data", chunk)),
+            on_progress=lambda n, d: events.append(("status", (n, d))),
+            on_warning=lambda text: events.append(("warning", text)),
+        )
+        assert value == "final"
+        assert events == [
+            ("status", (1, 2)),
+            ("status", (2, 2)),
+            ("data", b"chunk1;"),
+            ("warning", "careful"),
+        ]
+        assert client.submit("reporting", 2) == "final"  # no callbacks: the events are dropped

@@ -28,6 +28,7 @@ FAMILIES = [
     "gearjob_workers",
     "gearjob_persistent_queue_up",
     "gearjob_persistent_queue_rows",
+    "gearjob_persistent_queue_scheduled",
     "gearjob_scrape_duration_seconds",
 ]
 
@@ -110,6 +111,7 @@ def test_metrics_of_a_known_queue(
         f'gearjob_persistent_queue_up{{{s},type="sqlite"}} 1',
         f'gearjob_persistent_queue_rows{{{s},type="sqlite",function="m_a"}} 3',
         f'gearjob_persistent_queue_rows{{{s},type="sqlite",{weird}}} 2',
+        f'gearjob_persistent_queue_scheduled{{{s},type="sqlite",function="m_a"}} 0',
     ]:
         assert line in lines, f"{line!r} not in\n{text}"
     assert not any(dead in line and "function=" in line for line in lines)

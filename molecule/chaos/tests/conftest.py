@@ -4,15 +4,15 @@ job servers and workers attached to every failed test."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 import testinfra
-from gearjob_testinfra import record_figure
+from gearjob_testinfra import Journal, attach_journals, record_figure
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -24,9 +24,7 @@ def stack(request: pytest.FixtureRequest) -> Stack:
     inventory = request.config.option.ansible_inventory
 
     def hosts(group: str) -> list[Any]:
-        return list(
-            testinfra.get_hosts([f"ansible://{group}"], ansible_inventory=inventory)
-        )
+        return list(testinfra.get_hosts([f"ansible://{group}"], ansible_inventory=inventory))
 
     servers = {}
     for server in hosts("gearman_servers"):
@@ -50,25 +48,12 @@ def rows() -> Iterator[list[Row]]:
             record_figure("  " + line)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, Any, None]:
-    outcome = yield
-    report = outcome.get_result()
-    if report.when == "call" and report.failed:
-        found = getattr(item, "funcargs", {}).get("stack")
-        if found is None:
-            return
-        units = [(c, "gearman-job-server") for c in found.servers.values()]
-        units.append((found.worker, "gearjob-worker@*"))
-        for container, unit in units:
-            try:
-                text = sh(
-                    container,
-                    f"journalctl --unit '{unit}' --lines 40 --no-pager",
-                    False,
-                )
-            except (subprocess.SubprocessError, OSError) as exc:
-                text = f"(cannot read the journal: {exc})"
-            report.sections.append((f"journalctl -u {unit} ({container})", text))
+@attach_journals
+def stack_journals(item: pytest.Item) -> Iterator[Journal]:
+    found = getattr(item, "funcargs", {}).get("stack")
+    if found is None:
+        return
+    units = [(c, "gearman-job-server") for c in found.servers.values()]
+    units.append((found.worker, "gearjob-worker@*"))
+    for container, unit in units:
+        yield Journal(container, partial(sh, container, check=False), f"--unit '{unit}'", 40)

@@ -11,14 +11,24 @@ def mariadb(host: Any, sql: str) -> str:
     return host.check_output(f"mariadb --batch --skip-column-names --execute \"{sql}\"")
 
 
-def test_queue_survives_kill_9(host: Any, gearman_vars: dict[str, Any], gearman_persistence: Any) -> None:
+def mysql_rows(host: Any, gearman_vars: dict[str, Any]) -> Any:
     db = gearman_vars["gearman_server_mysql_db"]
     table = gearman_vars["gearman_server_mysql_table"]
 
     def rows(function: str) -> int:
         return int(mariadb(host, f"SELECT COUNT(*) FROM {db}.{table} WHERE function_name = '{function}'"))
 
-    gearman_persistence.run(rows)
+    return rows
+
+
+def test_queue_survives_kill_9(host: Any, gearman_vars: dict[str, Any], gearman_persistence: Any) -> None:
+    gearman_persistence.run(mysql_rows(host, gearman_vars))
+
+
+def test_scheduled_job_survives_kill_9_and_runs_on_time(
+    host: Any, gearman_vars: dict[str, Any], gearman_scheduled: Any
+) -> None:
+    gearman_scheduled.run(mysql_rows(host, gearman_vars), on_time=True)
 
 
 def test_role_created_the_database_user_with_rights_on_its_database_only(

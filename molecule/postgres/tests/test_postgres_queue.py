@@ -13,14 +13,26 @@ def psql(host: Any, db: str, sql: str) -> str:
     return host.check_output(f"runuser -u postgres -- psql -X -A -t -d {db} -c \"{sql}\"")
 
 
-def test_queue_survives_kill_9(host: Any, gearman_vars: dict[str, Any], gearman_persistence: Any) -> None:
+def postgres_rows(host: Any, gearman_vars: dict[str, Any]) -> Any:
     db = gearman_vars["gearman_server_postgres_db"]
     table = gearman_vars["gearman_server_postgres_table"]
 
     def rows(function: str) -> int:
         return int(psql(host, db, f"SELECT count(*) FROM {table} WHERE function_name = '{function}'"))
 
-    gearman_persistence.run(rows)
+    return rows
+
+
+def test_queue_survives_kill_9(host: Any, gearman_vars: dict[str, Any], gearman_persistence: Any) -> None:
+    gearman_persistence.run(postgres_rows(host, gearman_vars))
+
+
+def test_scheduled_job_survives_kill_9_but_runs_early(
+    host: Any, gearman_vars: dict[str, Any], gearman_scheduled: Any
+) -> None:
+    # gearmand 1.1 reloads a PostgreSQL queue without when_to_run (documented in
+    # docs/job-context-and-scheduling.md): the job survives, and runs once gearmand is back
+    gearman_scheduled.run(postgres_rows(host, gearman_vars), on_time=False)
 
 
 def test_queue_table_belongs_to_the_queue_user(host: Any, gearman_vars: dict[str, Any]) -> None:

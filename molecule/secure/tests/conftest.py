@@ -1,15 +1,15 @@
-"""Fixtures of the secure scenario: the hosts of each inventory group, and the journals of
-stunnel, the firewall and the workers attached to every failed test."""
+"""Attach the journals of stunnel, the firewall and the workers to every failed test of the
+secure scenario (``group``, the hosts of an inventory group, comes from the shared
+gearjob_testinfra plugin)."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Generator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import testinfra
+from gearjob_testinfra import Journal, attach_journals, host_runner
 
 # The helpers shared with the stack and cluster scenarios.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "stack" / "tests"))
@@ -20,31 +20,10 @@ JOURNALS = {
 }
 
 
-@pytest.fixture(scope="session")
-def group(request: pytest.FixtureRequest) -> Any:
-    """group(name) -> the testinfra hosts of an inventory group, in inventory order."""
-    inventory = request.config.option.ansible_inventory
-
-    def hosts(name: str) -> list[Any]:
-        return list(testinfra.get_hosts([f"ansible://{name}"], ansible_inventory=inventory))
-
-    return hosts
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, Any, None]:
-    outcome = yield
-    report = outcome.get_result()
-    if report.when == "call" and report.failed:
-        hosts = getattr(item, "funcargs", {}).get("group")
-        if hosts is not None:
-            for name, units in JOURNALS.items():
-                for member in hosts(name):
-                    try:
-                        cmd = member.run(f"journalctl {units} --lines 60 --no-pager")
-                        text = cmd.stdout + cmd.stderr
-                    except Exception as exc:  # noqa: BLE001 (the host itself may be gone)
-                        text = f"(cannot read the journal: {exc})"
-                    report.sections.append((f"journalctl {units} ({member.backend.host})", text))
+@attach_journals
+def secure_journals(item: pytest.Item) -> Iterator[Journal]:
+    if "group" not in getattr(item, "funcargs", {}):
+        return
+    for name, units in JOURNALS.items():
+        for member in item.funcargs["group"](name):
+            yield Journal(member.backend.host, host_runner(member), units)

@@ -89,3 +89,25 @@ def test_tasks_that_read_or_write_queue_toml_hide_their_values() -> None:
     reads = yaml.safe_load((REPO / "ansible" / "tasks" / "queue-config.yml").read_text())
     slurp = [t for t in reads if "ansible.builtin.slurp" in t]
     assert slurp and all(t.get("no_log") is True for t in slurp)
+
+
+@pytest.mark.parametrize(
+    ("groups", "after"),
+    [
+        ({"gearman_servers": ["h1"]}, "After=network-online.target gearman-job-server.service"),
+        ({"gearman_servers": ["other"], "gearjob_clients": ["h1"]}, "After=network-online.target"),
+        ({}, "After=network-online.target"),
+    ],
+    ids=["job server", "client only", "no such group"],
+)
+def test_unit_starts_after_the_local_job_server_only(groups: dict[str, Any], after: str) -> None:
+    import jinja2
+
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    default = load("defaults/main.yml")["gearjob_metrics_after_units"]
+    units = env.from_string(default).render(inventory_hostname="h1", groups=groups)
+    template = (ROLE / "templates" / "gearjob-metrics.service.j2").read_text(encoding="utf-8")
+    line = next(line for line in template.splitlines() if line.startswith("After="))
+    rendered = env.from_string(line).render(gearjob_metrics_after_units=yaml.safe_load(units))
+    assert rendered == after
+    assert "gearman-job-server" not in line

@@ -7,7 +7,7 @@ from typing import Any
 testinfra_hosts = ["ansible://gearman_servers"]
 
 
-def test_queue_survives_kill_9(host: Any, gearman_vars: dict[str, Any], gearman_persistence: Any) -> None:
+def sqlite_rows(host: Any, gearman_vars: dict[str, Any]) -> Any:
     path = gearman_vars["gearman_server_sqlite_path"]
     table = gearman_vars["gearman_server_sqlite_table"]
 
@@ -20,7 +20,17 @@ def test_queue_survives_kill_9(host: Any, gearman_vars: dict[str, Any], gearman_
         )
         return int(host.check_output(f'python3 -c "{script}" {function}'))
 
-    gearman_persistence.run(rows)
+    return rows
+
+
+def test_queue_survives_kill_9(host: Any, gearman_vars: dict[str, Any], gearman_persistence: Any) -> None:
+    gearman_persistence.run(sqlite_rows(host, gearman_vars))
+
+
+def test_scheduled_job_survives_kill_9_and_runs_on_time(
+    host: Any, gearman_vars: dict[str, Any], gearman_scheduled: Any
+) -> None:
+    gearman_scheduled.run(sqlite_rows(host, gearman_vars), on_time=True)
 
 
 def test_gearmand_logs_to_the_journal(host: Any) -> None:
