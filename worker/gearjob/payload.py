@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from .errors import PayloadError
+from .jobguard import shorten
 
 __all__ = [
     "JobRequest",
@@ -201,7 +202,8 @@ def decode_request(function: str, workload: bytes, *, max_depth: int = 100) -> J
     func = data.get("func", function)
     if func != function:
         raise PayloadError(
-            f"workload of job {function} names another job in its envelope: func = {func!r}; "
+            f"workload of job {function} names another job in its envelope: "
+            f"func = {shorten(repr(func))}; "
             "submit it under the function it names"
         )
     raw_args = data.get("args")
