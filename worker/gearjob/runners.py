@@ -65,7 +65,7 @@ class Runner(Protocol):
         ...  # pragma: no cover
 
 
-class BadArguments(GearjobError, TypeError):
+class BadArguments(GearjobError):
     """The job's arguments do not fit its function's signature."""
 
 
