@@ -177,7 +177,19 @@ def build_parser() -> argparse.ArgumentParser:
     from gearjob import cli_jobs
 
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_worker(sub)
+    _add_submit(sub)
+    _add_batch(sub)
+    _add_status(sub)
+    _add_clear(sub)
+    _add_metrics(sub)
+    _add_jobs(sub)
+    cli_jobs.add_cancel_command(sub, _command)
+    _add_check(sub)
+    return parser
 
+
+def _add_worker(sub: Any) -> None:
     p = _command(
         sub,
         "worker",
@@ -213,6 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
         "[job_timeouts] entries still apply to their jobs)",
     )
 
+
+def _add_submit(sub: Any) -> None:
+    from gearjob import cli_jobs
+
     p = _command(
         sub,
         "submit",
@@ -244,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cli_jobs.add_submit_flags(p)
 
+
+def _add_batch(sub: Any) -> None:
     p = _command(
         sub,
         "batch",
@@ -265,6 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--priority", choices=("low", "normal", "high"), default="normal", help="of every job"
     )
+
+
+def _add_status(sub: Any) -> None:
+    from gearjob import cli_jobs
 
     p = _command(
         sub,
@@ -292,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     _queue_flags(p)
     cli_jobs.add_status_flags(p)
 
+
+def _add_clear(sub: Any) -> None:
     p = _command(
         sub,
         "clear",
@@ -344,6 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _queue_config_flag(p)
 
+
+def _add_metrics(sub: Any) -> None:
     p = _command(
         sub,
         "metrics",
@@ -374,6 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _queue_flags(p)
 
+
+def _add_jobs(sub: Any) -> None:
     p = _command(
         sub,
         "jobs",
@@ -389,8 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not run the list commands of command groups (check the configuration only)",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
-    cli_jobs.add_cancel_command(sub, _command)
 
+
+def _add_check(sub: Any) -> None:
     p = _command(
         sub,
         "check",
@@ -404,7 +433,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="check the servers of the client configuration instead of the worker's",
     )
-    return parser
 
 
 def _queue_config_flag(parser: argparse.ArgumentParser) -> None:
