@@ -15,6 +15,10 @@
 #
 # Idempotent and quiet; takes a few seconds when everything is in place.
 # Needs root (apt-get, dockerd, debootstrap).
+#
+#   scripts/bootstrap.sh               # everything: deploy and run the Molecule tests
+#   scripts/bootstrap.sh --controller  # only what deploying needs: python3-venv,
+#                                      # .venv-ansible and .collections (no Docker, no images)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,11 +32,21 @@ COLLECTION_NAMES=(community.docker community.library_inventory_filtering_v1 comm
 say() { echo "bootstrap: $*"; }
 die() { echo "bootstrap: $*" >&2; exit 1; }
 
+controller_only=false
+case "${1:-}" in
+    "") ;;
+    --controller) controller_only=true ;;
+    *) die "unknown argument '$1' (usage: scripts/bootstrap.sh [--controller])" ;;
+esac
+
 [ "$(id -u)" -eq 0 ] || die "run as root (it installs Debian packages and starts dockerd)"
 
 # --- Debian packages ---------------------------------------------------------
-wanted=(debootstrap python3-venv ca-certificates)
-command -v dockerd >/dev/null 2>&1 || wanted+=(docker.io)
+wanted=(python3-venv ca-certificates)
+if ! $controller_only; then
+    wanted+=(debootstrap)
+    command -v dockerd >/dev/null 2>&1 || wanted+=(docker.io)
+fi
 missing=()
 for package in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
@@ -44,7 +58,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # --- Docker daemon -----------------------------------------------------------
-if ! docker info >/dev/null 2>&1; then
+if ! $controller_only && ! docker info >/dev/null 2>&1; then
     say "starting dockerd (log: /var/log/dockerd.log)"
     setsid nohup dockerd >/var/log/dockerd.log 2>&1 </dev/null &
     for _ in $(seq 1 60); do
@@ -103,6 +117,7 @@ if [ "$(readlink "$link" 2>/dev/null)" != "../../../.." ]; then
 fi
 
 # --- systemd images ----------------------------------------------------------
+$controller_only && { say "ready (controller tools only)"; exit 0; }
 for image in ${GEARJOB_IMAGES:-debian-12}; do
     case "$image" in
         debian-12) recipe=(debian bookworm) ;;

@@ -34,7 +34,7 @@ exit codes:
   2  usage error (bad option, argument or batch line)
   3  configuration or job registry error
   4  a job server is unavailable (or the queue database, for status and clear)
-  5  a job timed out
+  5  a job timed out (the worker: a job ignored its time limit and was stopped hard)
   6  no such job: no server knows the handle (status --handle, cancel)
   130/143  the worker was stopped at once by SIGINT / a second SIGTERM
 """
@@ -129,13 +129,38 @@ def _positive_int(text: str) -> int:
 
 
 def _seconds(text: str) -> float:
+    from gearjob.config import MAX_SECONDS
+
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
+    if not 0 <= value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds from 0 to {MAX_SECONDS:g} (a year), got {text!r}"
+        )
     return value
+
+
+def _job_name_problem(name: str) -> str | None:
+    """What is wrong with a job name, or None (the client's rule, said before connecting)."""
+    from gearjob.client import MAX_FUNCTION_SIZE
+
+    size = len(name.encode("utf-8", "replace"))
+    if not name or "\0" in name or size > MAX_FUNCTION_SIZE or any(c.isspace() for c in name):
+        shown = repr(name) if len(name) <= 60 else f"{name[:60]!r}... ({size} bytes)"
+        return (
+            f"job name {shown} is invalid: use 1 to {MAX_FUNCTION_SIZE} bytes without NUL "
+            "or white space"
+        )
+    return None
+
+
+def _job_name(text: str) -> str:
+    problem = _job_name_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,7 +177,19 @@ def build_parser() -> argparse.ArgumentParser:
     from gearjob import cli_jobs
 
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_worker(sub)
+    _add_submit(sub)
+    _add_batch(sub)
+    _add_status(sub)
+    _add_clear(sub)
+    _add_metrics(sub)
+    _add_jobs(sub)
+    cli_jobs.add_cancel_command(sub, _command)
+    _add_check(sub)
+    return parser
 
+
+def _add_worker(sub: Any) -> None:
     p = _command(
         sub,
         "worker",
@@ -188,6 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
         "[job_timeouts] entries still apply to their jobs)",
     )
 
+
+def _add_submit(sub: Any) -> None:
+    from gearjob import cli_jobs
+
     p = _command(
         sub,
         "submit",
@@ -200,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  gearjob submit --background --in 10m reindex 42\n"
         "  gearjob submit --progress import_all /srv/data",
     )
-    p.add_argument("job", metavar="JOB", help="job name (Gearman function)")
+    p.add_argument("job", metavar="JOB", type=_job_name, help="job name (Gearman function)")
     p.add_argument("args", metavar="ARG", nargs="*", help="job argument (JSON, else a string)")
     p.add_argument(
         "--background",
@@ -219,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cli_jobs.add_submit_flags(p)
 
+
+def _add_batch(sub: Any) -> None:
     p = _command(
         sub,
         "batch",
@@ -240,6 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--priority", choices=("low", "normal", "high"), default="normal", help="of every job"
     )
+
+
+def _add_status(sub: Any) -> None:
+    from gearjob import cli_jobs
 
     p = _command(
         sub,
@@ -267,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     _queue_flags(p)
     cli_jobs.add_status_flags(p)
 
+
+def _add_clear(sub: Any) -> None:
     p = _command(
         sub,
         "clear",
@@ -319,6 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _queue_config_flag(p)
 
+
+def _add_metrics(sub: Any) -> None:
     p = _command(
         sub,
         "metrics",
@@ -349,6 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _queue_flags(p)
 
+
+def _add_jobs(sub: Any) -> None:
     p = _command(
         sub,
         "jobs",
@@ -364,8 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not run the list commands of command groups (check the configuration only)",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
-    cli_jobs.add_cancel_command(sub, _command)
 
+
+def _add_check(sub: Any) -> None:
     p = _command(
         sub,
         "check",
@@ -379,7 +433,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="check the servers of the client configuration instead of the worker's",
     )
-    return parser
 
 
 def _queue_config_flag(parser: argparse.ArgumentParser) -> None:
@@ -688,17 +741,14 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from gearjob.errors import GearjobError
-    from gearjob.protocol import admin_command
+    from gearjob.protocol import check_gearmand
 
     settings = _settings(args, "client" if args.client else "worker")
     down = 0
     for address in settings.servers:
         try:
-            answer = admin_command(address, "version", timeout=settings.connect_timeout)
-            version = answer[0] if answer else ""
-            if version.startswith("OK "):
-                version = version[3:]
-            print(f"{address}: ok, gearmand {version}".rstrip())
+            version = check_gearmand(address, timeout=settings.connect_timeout)
+            print(f"{address}: ok, gearmand {version}")
         except (GearjobError, OSError) as exc:
             down += 1
             text = str(exc)
@@ -981,6 +1031,9 @@ def _read_batch(path: str) -> list[dict[str, Any]]:
         name = item.get("job_name")
         if not isinstance(name, str) or not name:
             _fail(EXIT_USAGE, f'{where}: missing or empty "job_name"; {hint}')
+        problem = _job_name_problem(name)
+        if problem:
+            _fail(EXIT_USAGE, f"{where}: {problem}")
         job_args = item.get("args", [])
         if not isinstance(job_args, list):
             _fail(EXIT_USAGE, f'{where}: "args" must be a list, not {job_args!r}; {hint}')

@@ -57,6 +57,11 @@ __all__ = [
 DEFAULT_PORT = 4730
 DEFAULT_MAX_PACKET = 64 * 1024 * 1024
 MIN_PACKET_SIZE = 1024
+MAX_PACKET_SIZE = 1024 * 1024 * 1024  # 1 GiB: a packet larger than that is not a job
+#: the longest timeout or time limit (a year); more overflows the system's timers
+MAX_SECONDS = 365 * 24 * 3600.0
+#: the longest host name DNS allows
+MAX_HOST_NAME = 253
 CLIENT_CONFIG = "/etc/gearjob/client.toml"
 WORKER_CONFIG = "/etc/gearjob/worker.toml"
 ENV_CONFIG = "GEARJOB_CONFIG"
@@ -67,8 +72,9 @@ ENV_SERVERS = "GEARJOB_SERVERS"
 class TLSSettings:
     """TLS towards the job servers (for example through stunnel in front of gearmand).
 
-    ``ca_file`` verifies the server (system CAs when None); ``cert_file``/``key_file`` is the
-    client certificate (``key_file`` None: the key is inside ``cert_file``);
+    ``ca_file`` verifies the server (only that CA; the system CAs when None);
+    ``cert_file``/``key_file`` is the client certificate (``key_file`` None: the key is
+    inside ``cert_file``);
     ``server_hostname`` is the name to verify (the address host when None).
     """
 
@@ -82,18 +88,17 @@ class TLSSettings:
         """Build an SSL client context; ConfigError names the file that cannot be used."""
         import ssl  # here: plain TCP users never load OpenSSL (~5 MB)
 
-        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        try:
+            # with a ca_file, only that CA is trusted (not the system's public CAs)
+            ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"TLS ca_file {self.ca_file!r} cannot be used: {exc}; "
+                "give a readable PEM file with the CA certificate(s)"
+            ) from exc
         if not self.verify:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
-        if self.ca_file:
-            try:
-                ctx.load_verify_locations(cafile=self.ca_file)
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigError(
-                    f"TLS ca_file {self.ca_file!r} cannot be used: {exc}; "
-                    "give a readable PEM file with the CA certificate(s)"
-                ) from exc
         if self.key_file and not self.cert_file:
             raise ConfigError(
                 f"TLS key_file {self.key_file!r} is set without cert_file; "
@@ -147,17 +152,48 @@ class ServerAddress:
             host, port_text = value.split(":")
         else:
             host = value  # a host name or a bare IPv6 address
-        if not host or any(c.isspace() for c in host) or "/" in host:
-            raise ConfigError(f"server address {text!r} has no valid host; {hint}")
+        _check_host(text, host, hint=hint)
         port = DEFAULT_PORT
         if port_text is not None:
-            if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
                 raise ConfigError(
                     f"server address {text!r} has an invalid port {port_text!r}; "
                     "use a number from 1 to 65535"
                 )
             port = int(port_text)
         return cls(host, port, tls)
+
+
+def _check_host(text: str, host: str, *, hint: str) -> None:
+    """ConfigError unless ``host`` is a usable host name or address."""
+    import ipaddress
+
+    if "," in host:
+        raise ConfigError(
+            f"server address {text!r} holds a comma: give one server per --server (a "
+            "comma-separated list only in $GEARJOB_SERVERS)"
+        )
+    if not host or any(c.isspace() for c in host) or "/" in host:
+        raise ConfigError(f"server address {text!r} has no valid host; {hint}")
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host.split("%", 1)[0])
+        except ValueError:
+            raise ConfigError(
+                f"server address {text!r} is neither host:port nor an IPv6 address; "
+                "an IPv6 address with a port is written [address]:port, e.g. [::1]:4730"
+            ) from None
+        return
+    try:
+        ascii_name = host.encode("idna") if not host.isascii() else host.encode()
+    except UnicodeError as exc:
+        raise ConfigError(f"server address {text!r} has an invalid host name: {exc}") from None
+    labels = ascii_name.rstrip(b".").split(b".")
+    if len(ascii_name) > MAX_HOST_NAME or any(not 0 < len(label) <= 63 for label in labels):
+        raise ConfigError(
+            f"server address {text[:80]!r} has an invalid host name: at most "
+            f"{MAX_HOST_NAME} characters, in dot-separated parts of 1 to 63"
+        )
 
 
 def parse_servers(text: str, tls: TLSSettings | None = None) -> list[ServerAddress]:
@@ -217,16 +253,21 @@ class _Reader:
     def number(self, key: str, value: Any, *, allow_zero: bool) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.fail(key, value, "expected a number of seconds")
-        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        if (
+            not math.isfinite(value)
+            or not 0 <= value <= MAX_SECONDS
+            or (value == 0 and not allow_zero)
+        ):
             need = "a number >= 0 (0 = no limit)" if allow_zero else "a number > 0"
-            raise self.fail(key, value, f"expected {need}")
+            raise self.fail(key, value, f"expected {need}, at most {MAX_SECONDS:g} (a year)")
         return float(value)
 
-    def integer(self, key: str, value: Any, *, minimum: int) -> int:
+    def integer(self, key: str, value: Any, *, minimum: int, maximum: int | None = None) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(key, value, "expected an integer")
-        if value < minimum:
-            raise self.fail(key, value, f"expected an integer >= {minimum}")
+        if value < minimum or (maximum is not None and value > maximum):
+            within = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+            raise self.fail(key, value, f"expected an integer {within}")
         return value
 
     def string(self, key: str, value: Any) -> str:
@@ -253,6 +294,10 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist; create it or fix the path") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8"
+        ) from exc
     except OSError as exc:
         raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from exc
 
@@ -305,7 +350,10 @@ def _settings_from(data: dict[str, Any], source: str) -> Settings:
         s.max_jobs = r.integer("max_jobs", data["max_jobs"], minimum=0) or None
     if "max_packet_size" in data:
         s.max_packet_size = r.integer(
-            "max_packet_size", data["max_packet_size"], minimum=MIN_PACKET_SIZE
+            "max_packet_size",
+            data["max_packet_size"],
+            minimum=MIN_PACKET_SIZE,
+            maximum=MAX_PACKET_SIZE,
         )
     if "client_id" in data:
         s.client_id = r.string("client_id", data["client_id"])

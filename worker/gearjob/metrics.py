@@ -242,8 +242,15 @@ INDEX = b"""<html><head><title>gearjob exporter</title></head><body>
 """
 
 
+#: a connection that sends no complete request within this many seconds is closed
+CONNECTION_TIMEOUT = 10.0
+#: connections served at once (one thread each); more are closed at once
+MAX_CONNECTIONS = 32
+
+
 class _Handler(BaseHTTPRequestHandler):
     server_version = "gearjob-exporter"
+    timeout = CONNECTION_TIMEOUT
     scrape: Callable[[], str]  # set on the subclass serve() builds
 
     def do_GET(self) -> None:
@@ -273,7 +280,40 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _Server(ThreadingHTTPServer):
+    """One thread per connection, at most MAX_CONNECTIONS of them: idle or slow clients
+    cannot make the exporter start a thread each."""
+
     daemon_threads = True
+    refused = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        import threading
+
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.refused += 1
+            if self.refused == 1 or self.refused % 1000 == 0:
+                log.warning(
+                    "%d connection(s) refused: %d are open already (the most served at once)",
+                    self.refused,
+                    MAX_CONNECTIONS,
+                )
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 def make_server(host: str, port: int, scrape: Callable[[], str]) -> ThreadingHTTPServer:

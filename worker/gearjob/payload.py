@@ -10,10 +10,10 @@ from __future__ import annotations
 import builtins
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, cast
 
 from .errors import PayloadError
+from .jobguard import shorten
 
 __all__ = [
     "JobRequest",
@@ -26,7 +26,6 @@ __all__ = [
     "sniff_json_results",
 ]
 
-_T = TypeVar("_T")
 _JSON_TYPES_HINT = "pass JSON types: dict, list, str, int, float, bool, None"
 _ENVELOPE_KEYS = frozenset(("func", "args", "site", "uid", "gearjob"))
 #: how every workload of a gearjob client starts (see encode_request)
@@ -141,9 +140,12 @@ def encode_request(
         raise PayloadError(f"job {job_name}: arguments cannot be encoded: {exc}") from exc
 
 
-@dataclass(frozen=True)
-class JobRequest:
-    """A decoded workload. ``extra`` holds envelope keys gearjob does not know."""
+class JobRequest(NamedTuple):
+    """A decoded workload. ``extra`` holds envelope keys gearjob does not know.
+
+    A NamedTuple rather than a frozen dataclass: immutable all the same, and built in one
+    step (a frozen dataclass's __init__ sets each field through object.__setattr__, a
+    measurable part of a short job's cost)."""
 
     func: str
     args: list[Any]
@@ -201,7 +203,8 @@ def decode_request(function: str, workload: bytes, *, max_depth: int = 100) -> J
     func = data.get("func", function)
     if func != function:
         raise PayloadError(
-            f"workload of job {function} names another job in its envelope: func = {func!r}; "
+            f"workload of job {function} names another job in its envelope: "
+            f"func = {shorten(repr(func))}; "
             "submit it under the function it names"
         )
     raw_args = data.get("args")
@@ -217,34 +220,19 @@ def decode_request(function: str, workload: bytes, *, max_depth: int = 100) -> J
             "a list (positional arguments) or an object (keyword arguments)"
         )
     marker = data.get("gearjob")
-    return frozen(
-        JobRequest,
-        {
-            "func": function,
-            "args": args,
-            "kwargs": kwargs,
-            "site": data.get("site"),
-            "uid": data.get("uid"),
-            "json_results": marker is not None and marker is not False and marker != 0,
-            "extra": (
-                {}
-                if data.keys() <= _ENVELOPE_KEYS
-                else {k: v for k, v in data.items() if k not in _ENVELOPE_KEYS}
-            ),
-        },
+    return JobRequest(
+        func=function,
+        args=args,
+        kwargs=kwargs,
+        site=data.get("site"),
+        uid=data.get("uid"),
+        json_results=marker is not None and marker is not False and marker != 0,
+        extra=(
+            {}
+            if data.keys() <= _ENVELOPE_KEYS
+            else {k: v for k, v in data.items() if k not in _ENVELOPE_KEYS}
+        ),
     )
-
-
-def frozen(cls: type[_T], fields: dict[str, Any]) -> _T:
-    """``cls(**fields)`` for a frozen dataclass (without slots) in one step: its __init__
-    calls object.__setattr__ once per field, a measurable part of a short job's cost.
-    ``fields`` must name every field of ``cls``, and nothing else."""
-    obj = _new(cls)
-    object.__setattr__(obj, "__dict__", fields)
-    return obj
-
-
-_new = object.__new__
 
 
 def _decode_slowly(function: str, text: str, max_depth: int) -> Any:

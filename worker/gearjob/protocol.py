@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import math
+import os
+import re
 import select
 import socket
 import struct
@@ -57,6 +59,10 @@ SKIP_READS = 64  # at most this many discarding reads per call (the caller's loo
 HINT_WAIT_MS = 50  # longest sleep on an expect() hint before waking for any byte
 #: admin commands whose answer is several lines ended by a line with a single "."
 MULTILINE_ADMIN = frozenset(("status", "workers", "show", "prioritystatus"))
+#: bounds of an admin text answer (a peer streaming lines must not fill the memory)
+MAX_ADMIN_LINE = 64 * 1024
+MAX_ADMIN_ANSWER = 16 * 1024 * 1024
+_VERSION = re.compile(r"\d+(\.\d+)+[\w.+~-]*")
 
 
 class Cmd(IntEnum):
@@ -897,6 +903,14 @@ class Connection:
             return True  # reading it raises ProtocolError
         return magic != MAGIC_RES or have >= HEADER_SIZE + size
 
+    def partial_mark(self) -> int | None:
+        """None, or when part of a packet has arrived and not the rest (or the body of an
+        oversize packet is still being skipped), a number that changes as more arrives."""
+        have = len(self._buf) - self._pos
+        if self._skip or (have and not self.has_buffered()):
+            return have - self._skip
+        return None
+
     def read_available(self) -> list[Packet]:
         """Read what the socket has (call when a selector says readable) and return the
         complete packets (maybe none). EOF/reset: close + ServerUnavailable; garbage, bad
@@ -971,10 +985,19 @@ class Connection:
             if nl >= 0:
                 line = bytes(buf[self._pos : nl])
                 self._pos = nl + 1
+                if len(line) > MAX_ADMIN_LINE:
+                    break
                 return line.rstrip(b"\r").decode("utf-8", "replace")
+            if len(buf) - self._pos > MAX_ADMIN_LINE:
+                break
             if not self._wait(select.POLLIN, deadline):
                 raise TimeoutError(f"{self._name}: no admin answer within {timeout:g} s")
             self._fill()
+        self.close()
+        raise ProtocolError(
+            f"{self._name}: a line of the admin answer is longer than {MAX_ADMIN_LINE} bytes; "
+            "is this a Gearman job server?"
+        )
 
     def admin(self, command: str, timeout: float = 5.0) -> list[str]:
         """Run an admin text command on this connection and return its answer lines.
@@ -989,8 +1012,16 @@ class Connection:
         words = command.split()
         multiline = bool(words) and words[0] in MULTILINE_ADMIN
         lines: list[str] = []
+        size = 0
         while True:
             line = self._read_line(deadline, timeout)
+            size += len(line) + 1
+            if size > MAX_ADMIN_ANSWER:
+                self.close()
+                raise ProtocolError(
+                    f"{self._name}: the answer to admin command {command!r} is longer than "
+                    f"{MAX_ADMIN_ANSWER} bytes; is this a Gearman job server?"
+                )
             if not lines and line.startswith("ERR"):
                 raise ProtocolError(f"{self._name}: admin command {command!r} failed: {line}")
             if not multiline:
@@ -998,6 +1029,33 @@ class Connection:
             if line == ".":
                 return lines
             lines.append(line)
+
+
+def check_gearmand(address: ServerAddress, *, timeout: float = 5.0) -> str:
+    """Make sure a Gearman job server listens at ``address``, and return its version.
+
+    Any server may answer one line to ``version``: the peer must also answer it with a
+    version number and echo an ECHO_REQ packet. ProtocolError says what it did instead."""
+    conn = Connection(address, connect_timeout=timeout)
+    conn.connect()
+    try:
+        line = conn.admin("version", timeout)[0]
+        version = line.removeprefix("OK ")
+        if not _VERSION.fullmatch(version):
+            raise ProtocolError(
+                f"{address}: not a Gearman job server: it answered the admin command "
+                f"'version' with {line[:80]!r}"
+            )
+        token = os.urandom(8).hex().encode()
+        conn.send(Cmd.ECHO_REQ, token)
+        packet = conn.recv(timeout)
+        if packet.cmd != Cmd.ECHO_RES or packet.args[0] != token:
+            raise ProtocolError(
+                f"{address}: not a Gearman job server: it answered ECHO_REQ with {packet.cmd.name}"
+            )
+        return version
+    finally:
+        conn.close()
 
 
 def admin_command(address: ServerAddress, command: str, *, timeout: float = 5.0) -> list[str]:

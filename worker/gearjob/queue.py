@@ -72,6 +72,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ServerAddress, _read_file, _Reader
+from .conninfo import redact, secrets_in
 from .errors import ConfigError, GearjobError
 
 __all__ = [
@@ -113,7 +114,6 @@ _DB_KEYS = {
     "mysql": {"host", "port", "socket", "user", "password", "db", "table"},
     "postgres": {"host", "port", "user", "password", "db", "conninfo", "table"},
 }
-_CONNINFO_PASSWORD = re.compile(r"(^|\s)password\s*=|^postgres(ql)?://[^/@]*:[^/@]*@")
 
 
 class QueueDatabaseError(GearjobError):
@@ -152,7 +152,7 @@ class DatabaseSettings:
         if self.kind == "sqlite":
             where = str(self.path)
         elif self.conninfo:
-            where = repr(self.conninfo)
+            where = repr(redact(self.conninfo))
         else:
             host = self.socket or self.host or "localhost"
             port = f":{self.port}" if self.port and not host.startswith("/") else ""
@@ -247,12 +247,27 @@ def _database(r: _Reader, kind: str, data: dict[str, Any]) -> DatabaseSettings:
     if kind == "mysql" and "db" not in values:
         raise ConfigError(f"{r.source}: [mysql] needs db, the database gearmand uses")
     conninfo = values.get("conninfo")
-    if conninfo and _CONNINFO_PASSWORD.search(conninfo):
-        raise ConfigError(
-            f"{r.source}: postgres.conninfo must not hold the password (it would show on "
-            "psql's command line); put it in postgres.password"
-        )
+    if conninfo:
+        _check_conninfo(r.source, conninfo)
     return DatabaseSettings(kind=kind, **values)
+
+
+def _check_conninfo(source: str, conninfo: str) -> None:
+    """ConfigError for a malformed conninfo, or one holding a secret (it would show on
+    psql's command line and in gearjob's output)."""
+    try:
+        found = secrets_in(conninfo)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{source}: postgres.conninfo {redact(conninfo)} cannot be read: {exc}; write it "
+            "as key=value pairs (host=db1 dbname=queue) or as postgresql://user@host/db"
+        ) from None
+    if found:
+        raise ConfigError(
+            f"{source}: postgres.conninfo must not hold the password (it sets "
+            f"{' and '.join(found)}, which would show on psql's command line): "
+            f"{redact(conninfo)}; put the password in postgres.password"
+        )
 
 
 def load_queue_config(path: str | os.PathLike[str]) -> QueueConfig:

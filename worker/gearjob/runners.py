@@ -21,10 +21,13 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from gearjob import payload
+from gearjob import jobguard, payload
 from gearjob.errors import GearjobError, PayloadError
 
 log = logging.getLogger("gearjob.worker")
+
+#: the unknown envelope fields logged so far, bounded for the whole process (jobguard)
+_EXTRA_FIELDS = jobguard.ExtraFields()
 
 #: timed(call, limit, job) runs call() under the worker's time limit of ``limit`` seconds
 Timed = Callable[[Callable[[], Any], float, "Job"], Any]
@@ -62,7 +65,7 @@ class Runner(Protocol):
         ...  # pragma: no cover
 
 
-class BadArguments(GearjobError, TypeError):
+class BadArguments(GearjobError):
     """The job's arguments do not fit its function's signature."""
 
 
@@ -79,7 +82,6 @@ class PythonRunner:
     def __init__(self, func: Callable[..., Any], target: str) -> None:
         self.func = func
         self.target = target
-        self._warned_extra: set[tuple[str, ...]] = set()
 
     def describe(self) -> str:
         return self.target
@@ -88,7 +90,7 @@ class PythonRunner:
         request = payload.decode_request(job.name, job.workload)
         job.json_results = request.json_results
         if request.extra:
-            self._warn_extra(job, request.extra)
+            _EXTRA_FIELDS.log(job.name, job.handle, request.extra)
         func, args, kwargs = self.func, request.args, request.kwargs
 
         def call() -> Any:
@@ -102,18 +104,6 @@ class PythonRunner:
             return payload.encode_result(value, json_results=request.json_results)
         except PayloadError as exc:
             raise PayloadError(f"job {job.name}: {exc}") from None
-
-    def _warn_extra(self, job: Job, extra: Any) -> None:
-        key = tuple(sorted(extra))
-        level = logging.DEBUG if key in self._warned_extra else logging.WARNING
-        self._warned_extra.add(key)
-        log.log(
-            level,
-            "job %s %s: ignoring unknown envelope field(s) %s",
-            job.name,
-            job.handle,
-            ", ".join(key),
-        )
 
 
 class RawRunner:

@@ -60,9 +60,12 @@ def render(worker: str, started: float, jobs: int, failed: Mapping[str, int]) ->
 
 
 def write(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` at once (node_exporter reads only ``*.prom``)."""
+    """Replace ``path`` with ``text`` at once (node_exporter reads only ``*.prom``). The file
+    is readable by every user whatever the umask (node_exporter runs as a user of its own;
+    the file holds counts and function names only)."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_text(text, encoding="utf-8")
+    os.chmod(temporary, 0o644)
     os.replace(temporary, path)
 
 

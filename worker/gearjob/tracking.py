@@ -14,10 +14,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import GearjobError, JobFailed, JobTimeout, ProtocolError, ServerUnavailable
-from .payload import decode_exception, decode_result, frozen
+from .payload import decode_exception, decode_result
 from .protocol import Cmd
 
 if TYPE_CHECKING:
@@ -57,8 +57,7 @@ def failure(job_name: str, handle: str | None, cmd: Cmd, args: tuple[bytes, ...]
     )
 
 
-@dataclass(frozen=True)
-class JobResult:
+class JobResult(NamedTuple):
     """The outcome of one job of a batch: ``value`` when ``ok``, else ``error``."""
 
     job_name: str
@@ -317,14 +316,7 @@ class Batch:
             if cmd is _COMPLETE and args[0] in running:
                 value = decode_result(args[1])
                 for job in running.pop(args[0]):
-                    result = {
-                        "job_name": job.job_name,
-                        "ok": True,
-                        "value": value,
-                        "error": None,
-                        "handle": job.handle_text,
-                    }
-                    finish(job, frozen(JobResult, result))
+                    finish(job, JobResult(job.job_name, True, value, None, job.handle_text))
             elif cmd is _CREATED and bc.awaiting:
                 job = bc.awaiting.popleft()
                 job.handle = args[0]

@@ -61,7 +61,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, NamedTuple
 
-from gearjob import payload, stats
+from gearjob import jobguard, payload, stats
 from gearjob.catalog import Catalog
 from gearjob.command import CommandFailed
 from gearjob.config import ServerAddress, Settings
@@ -86,6 +86,9 @@ REGRAB_IDLE = 1.0
 WATCHDOG_GRACE = 30.0
 #: the systemd STATUS is brought up to date at most this often (seconds)
 STATUS_INTERVAL = 0.5
+#: a server that sends part of a packet, then nothing for this many times connect_timeout
+#: (30 s by default), is treated as gone: the worker drops the connection and reconnects
+PACKET_TIMEOUT_FACTOR = 6
 #: size of every record in $GEARJOB_JOB_FILE (padded with spaces, so one write replaces it)
 JOB_RECORD_SIZE = 512
 
@@ -193,6 +196,8 @@ class Worker:
         self._watched: dict[int, _Link | _Probe | None] = {}
         self._grab_queue: deque[_Link] = deque()
         self._grabbing: _Link | None = None
+        # links with part of a packet: (when more of it last came, Connection.partial_mark)
+        self._mid_packet: dict[_Link, tuple[float, int]] = {}
         self._armed: _Link | None = None  # the link whose socket wakes at PRESLEEP_ANSWER
         self._stop = False
         self._stop_reason = ""
@@ -206,6 +211,8 @@ class Worker:
         self._timed_out = False
         self._heartbeat = time.monotonic()
         self._refresh_at = registry.next_refresh()  # when a command group's list is due
+        self._pid = os.getpid()  # a job's forked child is not the worker (jobguard.call)
+        self._job_link: _Link | None = None  # the server of the job being run
         self._client_id = (
             settings.client_id or f"gearjob-{socket.gethostname()}-{os.getpid()}"
         ).encode()
@@ -232,12 +239,41 @@ class Worker:
         if self._in_job and current is not None:
             self._timed_out = True
             limit = self._timeout_for(current.name)
+            if current.deadline and _monotonic() >= current.deadline + jobguard.hard_grace(limit):
+                self._stop_stuck_job(current, limit)
             raise JobTimeout(
                 f"job {current.name} timed out after {limit:g} s",
                 job_name=current.name,
                 handle=current.handle,
                 timeout=limit,
             )
+
+    def _stop_stuck_job(self, current: _Current, limit: float) -> None:
+        link = self._job_link
+        conn = link.conn if link is not None else None
+
+        def send_fail() -> None:
+            _job_slot[0] = None  # the job's threads can send no more
+            # not in the middle of a send of theirs (gearjob.context); skipped if one hangs
+            if conn is not None and _job_lock.acquire(timeout=2.0):
+                try:
+                    conn.send_bytes(pack(Cmd.WORK_FAIL, current.handle.encode()), timeout=2.0)
+                finally:
+                    _job_lock.release()
+
+        jobguard.stop_stuck_job(
+            current.name, current.handle, limit, send_fail, lambda: self._record("idle")
+        )
+
+    def _ensure_alarm_handler(self, name: str) -> None:
+        """Put the time limit's SIGALRM handler back if an earlier job replaced it."""
+        if signal.getsignal(signal.SIGALRM) != self._on_alarm:
+            log.warning(
+                "before job %s: an earlier job replaced the SIGALRM handler that enforces "
+                "time limits; restored it (jobs must not use SIGALRM)",
+                name,
+            )
+            signal.signal(signal.SIGALRM, self._on_alarm)
 
     def _install_signals(self) -> dict[int, Any]:
         self._wake_r.setblocking(False)
@@ -373,15 +409,21 @@ class Worker:
                 self._connect_due()
             if self._grab_queue and self._grabbing is None:
                 self._grab_next()
+            if self._mid_packet:
+                self._drop_stalled()
             ready = [link for link in self.links if link.conn and link.conn.has_buffered()]
             if not ready:
                 self._arm()
                 timeout = longest if self._settled else min(longest, self._select_timeout())
                 if self._refresh_at is not None:
                     timeout = max(0.0, min(timeout, self._refresh_at - _monotonic()))
+                if self._mid_packet:
+                    timeout = min(timeout, self._packet_timeout())
                 events = poll(_ceil(timeout * 1000))
                 if not events:
-                    self._regrab_sleeping()  # a quiet second: scheduled jobs may be due
+                    # a quiet second: scheduled jobs may be due (and part of a packet held
+                    # back by the wake-up threshold is read, for _drop_stalled)
+                    self._regrab_sleeping()
                 for fd, _ in events:
                     data = watched.get(fd, _UNWATCHED)
                     if data is None:
@@ -455,6 +497,26 @@ class Worker:
             elif not link.up:
                 timeout = min(timeout, max(0.0, link.retry_at - now))
         return timeout
+
+    def _packet_timeout(self) -> float:
+        return PACKET_TIMEOUT_FACTOR * self.settings.connect_timeout
+
+    def _drop_stalled(self) -> None:
+        """Drop the links whose server stopped in the middle of a packet (nothing more came
+        for _packet_timeout() seconds, and nothing is waiting to be read)."""
+        limit = self._packet_timeout()
+        now = _monotonic()
+        for link, (since, _) in list(self._mid_packet.items()):
+            if now - since < limit or link.conn is None:
+                continue
+            self._read(link)  # what came while a job ran (updates _mid_packet)
+            if self._mid_packet.get(link, (None,))[0] != since:
+                continue
+            self._drop(
+                link,
+                "connection lost: the server sent part of a packet and then nothing "
+                f"for {limit:g} s",
+            )
 
     def _drain_wakeups(self) -> None:
         try:
@@ -590,6 +652,7 @@ class Worker:
             link.conn.close()
         link.conn = None
         link.state = "down"
+        self._mid_packet.pop(link, None)
         self._settled = False
         if self._grabbing is link:
             self._grabbing = None
@@ -647,6 +710,7 @@ class Worker:
             packets = conn.read_available_raw()
         except OversizePacket as exc:
             self._oversize_job(link, exc)
+            self._note_partial(link, conn)
             return
         except (ServerUnavailable, ProtocolError, OSError) as exc:
             self._drop(link, f"connection lost: {exc}")
@@ -662,6 +726,17 @@ class Worker:
                 self._job(link, args[0], args[1], args[3], args[2])
             else:
                 self._handle(link, cmd, args)
+        self._note_partial(link, conn)
+
+    def _note_partial(self, link: _Link, conn: Connection) -> None:
+        """Remember when a link last got data while part of a packet is missing."""
+        mark = conn.partial_mark() if link.conn is conn else None
+        if mark is not None:
+            seen = self._mid_packet.get(link)
+            if seen is None or seen[1] != mark:
+                self._mid_packet[link] = (_monotonic(), mark)
+        elif self._mid_packet:
+            self._mid_packet.pop(link, None)
 
     def _handle(self, link: _Link, cmd: Cmd, args: tuple[bytes, ...]) -> None:
         """Every packet but JOB_ASSIGN_UNIQ (which :meth:`_read` handles itself)."""
@@ -751,6 +826,7 @@ class Worker:
         limit = self._timeout_for(name)
         started = _monotonic()
         self._current = _Current(name, handle, started, started + limit if limit else None)
+        self._job_link = link
         if self._job_fd is not None:
             self._record(f"running {name} {handle}")
         if self._log_debug:
@@ -768,7 +844,9 @@ class Worker:
             reply = _HEADER(*_COMPLETE_HEADER, len(raw_handle) + 1 + len(data))
             reply += raw_handle + b"\0" + data
             outcome: BaseException | None = None
-        except (Exception, SystemExit) as exc:  # a job may raise anything; the worker goes on
+        except WorkerKilled:
+            raise
+        except BaseException as exc:  # a job may raise anything; the worker goes on
             reply = pack(Cmd.WORK_FAIL, raw_handle)
             if json_results or job.json_results or payload.sniff_json_results(workload):
                 # Only gearjob clients get WORK_EXCEPTION: the C `gearman` tool hangs on it.
@@ -836,9 +914,10 @@ class Worker:
         self._in_job = True
         try:
             if limit:
+                self._ensure_alarm_handler(job.name)
                 signal.setitimer(signal.ITIMER_REAL, limit, TIMEOUT_REPEAT)
             try:
-                value = call()
+                value = jobguard.call(call, [], {}, self._pid)
             finally:
                 if limit:
                     signal.setitimer(signal.ITIMER_REAL, 0)

@@ -85,6 +85,17 @@ def test_every_command_has_help_with_an_example(command, capsys):
         ["status", "--db", "--no-db"],
         ["metrics", "--listen", "9731"],
         ["metrics", "--listen", "host:99999"],
+        # values that used to give a traceback, or to be accepted and fail every job
+        ["submit", "--timeout=1e308", "hello"],
+        ["worker", "--job-timeout", "1e20"],
+        ["submit", "bad name"],
+        ["submit", ""],
+        ["submit", "a" * 1000],
+        ["submit", "--server", "h" * 300 + ":4730", "hello"],
+        ["check", "--server", "::1:47301"],
+        ["check", "--server", "a:b:c"],
+        ["check", "--server", "a:1,b:2"],
+        ["check", "--server", "a:\uff14\uff17\uff13\uff10"],
     ],
 )
 def test_usage_errors_exit_2(argv, capsys):
@@ -220,6 +231,7 @@ def test_batch_from_stdin_all_ok_exits_0(served):
         ('{"args": []}', 'stdin line 2: missing or empty "job_name"'),
         ('{"job_name": "x", "args": "a"}', 'stdin line 2: "args" must be a list'),
         ('{"job_name": "x", "argz": []}', "stdin line 2: unknown key(s) argz"),
+        ('{"job_name": "bad name"}', "stdin line 2: job name 'bad name' is invalid"),
     ],
 )
 def test_batch_bad_lines_exit_2_naming_the_line(line, message):

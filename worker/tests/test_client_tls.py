@@ -263,3 +263,21 @@ def test_tls_wrong_host_name_fails(certs: Certs, tls_port: int) -> None:
         pytest.raises(ServerUnavailable, match="TLS handshake failed"),
     ):
         client.submit("echo", 1)
+
+
+def test_with_ca_file_set_the_system_cas_are_not_trusted(
+    certs: Certs, tls_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the system store (SSL_CERT_FILE) trusts the CA that signed the server's certificate,
+    # as the public CAs would trust a publicly issued one; ca_file names another CA
+    monkeypatch.setenv("SSL_CERT_FILE", str(certs.ca))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    tls = tls_settings(certs, ca_file=str(certs.other_ca))
+    assert tls.context().cert_store_stats()["x509_ca"] == 1
+    with (
+        Client([f"127.0.0.1:{tls_port}"], tls=tls, timeout=20) as client,
+        pytest.raises(ServerUnavailable, match="TLS handshake failed: the server's certificate"),
+    ):
+        client.submit("echo", 1)
+    # without ca_file, the system store is what verifies the server
+    assert TLSSettings().context().cert_store_stats()["x509_ca"] >= 1

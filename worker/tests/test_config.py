@@ -188,7 +188,21 @@ def test_unreadable_and_invalid_toml(tmp_path: Path) -> None:
         ("job_timeout = '1h'", "job_timeout = '1h' is invalid"),
         ("max_jobs = 1.5", "max_jobs = 1.5 is invalid: expected an integer"),
         ("max_jobs = -1", "max_jobs = -1 is invalid: expected an integer >= 0"),
-        ("max_packet_size = 10", "max_packet_size = 10 is invalid: expected an integer >= 1024"),
+        (
+            "max_packet_size = 10",
+            "max_packet_size = 10 is invalid: expected an integer from 1024 to 1073741824",
+        ),
+        ("max_packet_size = 1073741825", "max_packet_size = 1073741825 is invalid"),
+        (
+            "job_timeout = 1e20",
+            r"job_timeout = 1e\+20 is invalid: .* at most 3.1536e\+07 \(a year\)",
+        ),
+        ("servers = ['::1:47301']", r"'::1:47301' is neither host:port nor an IPv6 address"),
+        ("servers = ['a:b:c']", r"'a:b:c' is neither host:port nor an IPv6 address"),
+        ("servers = ['a:1,b:2']", r"'a:1,b:2' holds a comma: give one server per"),
+        ("servers = ['a:\uff14\uff17']", r"has an invalid port"),
+        (f"servers = ['{'h' * 300}:4730']", r"has an invalid host name: at most 253"),
+        ("servers = ['a..b']", r"has an invalid host name"),
         ("client_id = 3", "client_id = 3 is invalid: expected a non-empty string"),
         ("client_id = ''", "client_id = '' is invalid"),
         ("tls = 1", r"tls = 1 is invalid: expected a table \(\[tls\]\)"),
@@ -204,6 +218,18 @@ def test_errors_name_key_value_and_file(tmp_path: Path, text: str, match: str) -
     with pytest.raises(ConfigError, match=match) as info:
         load_settings(path, kind="worker")
     assert str(path) in str(info.value)
+
+
+def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes("client_id = 'caf\u00e9'\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1.toml: not UTF-8 text \(byte 16\)"):
+        load_settings(path, kind="worker")
+
+
+@pytest.mark.parametrize("text", ["[::1]:4730", "::1", "[fe80::1%eth0]:1", "h\u00e9.example:1"])
+def test_good_addresses_still_parse(text: str) -> None:
+    assert ServerAddress.parse(text).port in (1, 4730)
 
 
 def test_kind_is_checked(tmp_path: Path) -> None:

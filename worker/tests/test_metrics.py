@@ -8,6 +8,7 @@ import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from daemon_helpers import WorkerProcess
@@ -158,3 +159,28 @@ def test_render_escapes_label_values_and_help():
     assert 'gearjob_server_scrape_duration_seconds{server="h:1"} 0.25\n' in text
     assert "gearjob_scrape_duration_seconds 0.5\n" in text
     assert text.endswith("\n") and "\n\n" not in text
+
+
+def _threads(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError("no Threads line")
+
+
+def test_idle_connections_are_capped_and_timed_out(gearmand, exporter):
+    proc, url = exporter("--server", str(gearmand))
+    port = int(url.rsplit(":", 1)[1])
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(200)]
+    try:
+        proc.wait_log("connection\\(s\\) refused")
+        # one thread per connection used to make 201 threads here
+        assert _threads(proc.pid) <= metrics.MAX_CONNECTIONS + 4
+        # an idle connection is closed by the exporter (after CONNECTION_TIMEOUT)
+        assert idle[0].recv(100) == b""
+    finally:
+        for sock in idle:
+            sock.close()
+    # once the idle ones are gone, scrapes are served again
+    _, text = scrape(url)
+    assert "gearjob_server_up" in text

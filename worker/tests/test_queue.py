@@ -102,6 +102,23 @@ def test_commands_replace_systemctl(tmp_path):
             'type = "postgres"\n[postgres]\nconninfo = "postgresql://u:pw@h/db"',
             "postgres.conninfo must not hold the password",
         ),
+        (
+            'type = "postgres"\n[postgres]\nconninfo = "postgresql://u@h/db?password=pw"',
+            "it sets password, which would show on psql's command line): "
+            "postgresql://u@h/db?password=***;",
+        ),
+        (
+            'type = "postgres"\n[postgres]\nconninfo = "postgres://h/db?sslpassword=k"',
+            "it sets sslpassword",
+        ),
+        (
+            'type = "postgres"\n[postgres]\nconninfo = "host=h  sslpassword = \'a b\'"',
+            "host=h sslpassword=***;",
+        ),
+        (
+            'type = "postgres"\n[postgres]\nconninfo = "host=h dbname=\'q"',
+            "cannot be read: unterminated quoted value",
+        ),
         ('type = "memory"\nservice = "--now"', "service = '--now' is invalid"),
         ('type = "memory"\nstop_command = ["x"]', "set both stop_command and start_command"),
         ('type = "memory"\nstop_command = "x"\nstart_command = ["y"]', "stop_command = 'x'"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import time
@@ -53,6 +54,7 @@ def test_writer_writes_on_start_on_change_and_on_stop_leaving_no_temporary(
     assert sample(path.read_text(), "gearjob_worker_jobs_total", worker="w") == 4
     assert sample(path.read_text(), "gearjob_worker_jobs_failed_total", worker="w", function="f")
     assert [p.name for p in tmp_path.iterdir()] == ["w.prom"]
+    assert path.stat().st_mode & 0o777 == 0o644
 
 
 def test_writer_that_cannot_write_logs_once_and_keeps_going(
@@ -72,8 +74,13 @@ def test_no_file_without_the_variable() -> None:
 def test_worker_counts_its_jobs_and_failures_in_the_file(gearmand, start_worker, tmp_path):
     path = tmp_path / "gearjob-worker@1.prom"
     before = time.time()
-    worker = start_worker(gearmand, env=subprocess_env(GEARJOB_METRICS_FILE=str(path)))
+    previous = os.umask(0o077)  # the worker unit's umask is 0027: the file stays readable
+    try:
+        worker = start_worker(gearmand, env=subprocess_env(GEARJOB_METRICS_FILE=str(path)))
+    finally:
+        os.umask(previous)
     wait_for(path.exists, what="the metrics file")
+    assert path.stat().st_mode & 0o777 == 0o644
     with Client([gearmand.address]) as client:
         for name in ["a", "b", "c"]:
             assert client.submit("hello", name) == f"Hello {name}"

@@ -33,7 +33,7 @@ def test_every_collection_playbook_loads_from_the_installed_tarball() -> None:
     names = sorted(p.stem for p in (installed / "playbooks").glob("*.yml"))
     assert names == [
         "clear_queue", "queue_database", "queue_status", "restart_workers", "scale_workers",
-        "site", "status",
+        "site", "status", "stop_workers",
     ]  # fmt: skip
     inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
     for name in names:

@@ -86,7 +86,7 @@ def failures(host: Any, function: str) -> int:
 def test_workers_keep_their_counters_for_node_exporter(host: Any) -> None:
     for instance in range(1, instances(host) + 1):
         found = host.file(f"/var/lib/gearjob/metrics/gearjob-worker@{instance}.prom")
-        assert found.exists and found.user == "gearjob", instance
+        assert found.exists and found.user == "gearjob" and found.mode == 0o644, instance
         assert f'gearjob_worker_jobs_total{{worker="gearjob-worker@{instance}"}}' in found.content_string
     before = failures(host, "my_module_fail")
     assert host.run("/opt/gearjob/bin/gearjob submit my_module_fail").rc == 1

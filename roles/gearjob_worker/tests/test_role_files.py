@@ -7,6 +7,7 @@ controller's wheel builder (files/build_wheels.py) with real `pip wheel` builds.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -99,13 +100,65 @@ def test_unit_has_the_settings_a_worker_pool_needs() -> None:
         "RuntimeDirectory=gearjob-worker/%i",
         "Environment=GEARJOB_METRICS_FILE=%S/gearjob/metrics/gearjob-worker@%i.prom",
         "StateDirectory=gearjob gearjob/metrics",
-        "ExecStopPost=+/bin/sh /usr/local/lib/gearjob-worker-stopped.sh %t/gearjob-worker/%i/job",
+        (
+            "ExecStopPost=+/usr/bin/python3 -I /usr/local/lib/gearjob-worker-stopped.py "
+            "%t/gearjob-worker/%i/job"
+        ),
+        "MemoryMax={{ gearjob_worker_memory_max }}",
+        "TasksMax={{ gearjob_worker_tasks_max }}",
+        "UMask={{ gearjob_worker_umask }}",
+        "ProtectProc=invisible",
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",
         "ProtectHome=yes",
         "PrivateTmp=yes",
     ):
         assert setting in unit, setting
+
+
+def stopped(tmp_path: Path, job_file: Path, result: str = "signal") -> str:
+    """Run the ExecStopPost script on ``job_file`` as systemd would; what it prints."""
+    script = tmp_path / "stopped.py"
+    template = (ROLES / "gearjob_worker/templates/gearjob-worker-stopped.py.j2").read_text()
+    script.write_text(template.split("\n", 1)[1])  # without the ansible_managed line
+    env = {"SERVICE_RESULT": result, "EXIT_CODE": "killed", "EXIT_STATUS": "KILL"}
+    done = subprocess.run(
+        [sys.executable, "-I", str(script), str(job_file)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=10,
+        check=True,
+    )
+    return done.stdout
+
+
+def test_stop_script_names_the_job_and_trusts_no_file_the_job_could_replace(
+    tmp_path: Path,
+) -> None:
+    job = tmp_path / "job"
+    job.write_text("running resize H:jobs1:41\n".ljust(512))
+    assert stopped(tmp_path, job) == (
+        "<4>worker process ended (signal: killed KILL) while running job resize H:jobs1:41; "
+        "gearmand gives the job to another worker, up to its --job-retries tries\n"
+    )
+    assert stopped(tmp_path, job, result="success") == ""
+    job.write_text("idle\n")
+    assert stopped(tmp_path, job) == ""
+    # a symbolic link to a file only root may read: not followed
+    secret = tmp_path / "secret"
+    secret.write_text("running stolen-secret\n")
+    link = tmp_path / "link"
+    link.symlink_to(secret)
+    assert stopped(tmp_path, link) == ""
+    # a FIFO nobody writes to: not waited on
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert stopped(tmp_path, fifo) == ""
+    # a huge file with control characters: one bounded, printable line
+    job.write_text("running x\x1b[2J" + "y" * 100_000 + "\n")
+    line = stopped(tmp_path, job)
+    assert len(line) < 700 and "\x1b" not in line and "x?[2J" in line
 
 
 # --------------------------------------------------------------------------- build_wheels.py
