@@ -376,6 +376,21 @@ def host_runner(host: Any) -> Callable[[str], str]:
     return run
 
 
+def group_journals(group: str, units: str, lines: int = 60) -> JournalSource:
+    """A source of the journals of ``units`` on every host of an inventory group, for the
+    tests that use the ``group`` fixture: ``attach_journals(group_journals(...))``."""
+
+    def source(item: pytest.Item) -> Iterator[Journal]:
+        hosts = getattr(item, "funcargs", {}).get("group")
+        if hosts is None:
+            return
+        for member in hosts(group):
+            yield Journal(member.backend.host, host_runner(member), units, lines)
+
+    source.__name__ = group
+    return source
+
+
 @attach_journals
 def _server_journal(item: pytest.Item) -> Iterator[Journal]:
     host = getattr(item, "funcargs", {}).get("host")

@@ -5,11 +5,9 @@ gearjob_testinfra plugin)."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from gearjob_testinfra import Journal, attach_journals, host_runner
+from gearjob_testinfra import attach_journals, group_journals
 
 # The helpers shared with the stack and cluster scenarios.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "stack" / "tests"))
@@ -18,12 +16,5 @@ JOURNALS = {
     "gearman_servers": "--unit gearman-tls --unit gearjob-firewall --unit gearman-job-server",
     "gearjob_workers": "--unit 'gearjob-worker@*'",
 }
-
-
-@attach_journals
-def secure_journals(item: pytest.Item) -> Iterator[Journal]:
-    if "group" not in getattr(item, "funcargs", {}):
-        return
-    for name, units in JOURNALS.items():
-        for member in item.funcargs["group"](name):
-            yield Journal(member.backend.host, host_runner(member), units)
+for _group, _units in JOURNALS.items():
+    attach_journals(group_journals(_group, _units))

@@ -101,3 +101,17 @@ def test_a_source_that_cannot_list_its_hosts_is_named() -> None:
 )
 def test_no_scenario_defines_its_own_report_hook(path: Path) -> None:
     assert "pytest_runtest_makereport" not in path.read_text(encoding="utf-8"), path
+
+
+def test_the_journals_of_an_inventory_group() -> None:
+    plugin = load()
+    members = {"gearjob_workers": [FakeHost("w1"), FakeHost("w2")]}
+    plugin.attach_journals(plugin.group_journals("gearjob_workers", "-u 'w@*'"))
+    sections = plugin.journal_sections(item(group=lambda name: members.get(name, [])))
+    assert [title for title, _ in sections] == [
+        "journalctl -u 'w@*' (w1)",
+        "journalctl -u 'w@*' (w2)",
+    ]
+    assert members["gearjob_workers"][1].commands == ["journalctl -u 'w@*' --lines 60 --no-pager"]
+    # a test without the group fixture gets none of them
+    assert plugin.journal_sections(item()) == []
