@@ -1,4 +1,4 @@
-"""gearjob's alert rules in a real Prometheus (the Debian package, set up by converge.yml
+"""gearjob's alert rules in a real Prometheus (the Debian package, set up by prepare.yml
 and given the rules by the gearjob_metrics role, every `for:` 10 s): with the workers
 stopped and jobs queued, GearjobJobsWaitingWithoutWorker goes pending, then firing; with
 the workers started again the jobs run and the alert resolves. The workers keep their
