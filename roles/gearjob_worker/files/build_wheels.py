@@ -11,7 +11,9 @@ temporary directory and run `pip wheel --no-deps` there (the tree itself is left
 SOURCE_DATE_EPOCH is fixed, so the same sources always give the same wheel bytes and a
 copy to the hosts reports "changed" only when the code changed.
 
-Prints a JSON object: {"wheels": [paths...], "built": [project dirs built this time]}.
+Prints a JSON object: {"wheels": [paths...], "built": [project dirs built this time],
+"digest": sha256 of the wheels' names and bytes}. The digest names what a host should
+have installed: the roles keep it in the virtualenv and skip pip while it is the same.
 Exit 1 with pip's output on stderr when a build fails.
 """
 
@@ -106,6 +108,15 @@ def build(project: Path, files: list[Path], out: Path) -> None:
             shutil.rmtree(partial, ignore_errors=True)
 
 
+def digest(wheels: list[str]) -> str:
+    """The sha256 of the wheels' file names and contents, in order."""
+    total = hashlib.sha256()
+    for wheel in wheels:
+        path = Path(wheel)
+        total.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return total.hexdigest()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache", required=True, help="directory of cached wheels")
@@ -137,7 +148,7 @@ def main() -> None:
                 if old != out:
                     shutil.rmtree(old, ignore_errors=True)
         wheels.extend(str(p) for p in sorted(out.glob("*.whl")))
-    print(json.dumps({"wheels": wheels, "built": built}))
+    print(json.dumps({"wheels": wheels, "built": built, "digest": digest(wheels)}))
 
 
 if __name__ == "__main__":

@@ -198,18 +198,21 @@ def test_same_sources_reuse_the_cached_wheel(tmp_path: Path, project: Path) -> N
     (project / "my_module" / "__pycache__").mkdir()
     (project / "my_module" / "__pycache__" / "jobs.cpython-311.pyc").write_bytes(b"x")
     second = build(cache, project)
-    assert second == {"wheels": [wheel], "built": []}
+    assert second == {"wheels": [wheel], "built": [], "digest": first["digest"]}
     # The tree itself is left without build output.
     assert not (project / "build").exists()
 
 
 def test_changed_sources_give_a_new_wheel_and_drop_the_old(tmp_path: Path, project: Path) -> None:
     cache = tmp_path / "cache"
-    [old] = build(cache, project)["wheels"]
+    first = build(cache, project)
+    [old] = first["wheels"]
     jobs = project / "my_module" / "jobs.py"
     jobs.write_text(jobs.read_text() + "\n\ndef extra() -> int:\n    return 1\n")
     again = build(cache, project)
     assert again["built"] == [str(project)]
+    # The digest the roles compare with the host's install stamp follows the wheels.
+    assert again["digest"] != first["digest"]
     [new] = again["wheels"]
     assert new != old and not Path(old).exists()
     assert b"def extra()" in zipfile.ZipFile(new).read("my_module/jobs.py")
@@ -224,8 +227,13 @@ def test_wheels_are_reproducible(tmp_path: Path, project: Path) -> None:
 def test_wheel_files_pass_through_and_missing_paths_are_named(
     tmp_path: Path, project: Path
 ) -> None:
-    [wheel] = build(tmp_path / "cache", project)["wheels"]
-    assert build(tmp_path / "other", Path(wheel)) == {"wheels": [wheel], "built": []}
+    built = build(tmp_path / "cache", project)
+    [wheel] = built["wheels"]
+    assert build(tmp_path / "other", Path(wheel)) == {
+        "wheels": [wheel],
+        "built": [],
+        "digest": built["digest"],
+    }
     missing = tmp_path / "nope"
     result = subprocess.run(
         [sys.executable, str(BUILDER), "--cache", str(tmp_path), str(missing)],
