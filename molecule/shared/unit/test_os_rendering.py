@@ -131,7 +131,11 @@ GEARMAN_SERVERS = ["mysql", "postgres"]
 BY_PYTHON = frozenset({"_gearjob_worker_needs_tomli", "_gearjob_worker_system_packages"})
 
 # Internal values that only exist while the role runs (registered results).
-RUN_TIME_VALUES = {"_gearjob_worker_venv_changed_wheels"}
+RUN_TIME_VALUES = {
+    "_gearjob_worker_venv_changed_wheels",
+    "_gearjob_worker_venv_stamp_wanted",
+    "gearman_server__installed_packages",
+}
 
 # Where each key of gearman_server__os ends up besides gearman_server__os itself: the
 # gearman_server templates and internal values that hold the key's value, on the hosts

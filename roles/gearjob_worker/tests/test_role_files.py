@@ -68,6 +68,8 @@ def test_internal_variables_are_marked_internal() -> None:
 @pytest.mark.parametrize("role", ROLE_NAMES)
 def test_main_reads_as_preflight_install_configure_run(role: str) -> None:
     steps = [task["ansible.builtin.import_tasks"] for task in load(role, "tasks/main.yml")]
+    # files.yml (gearjob_client): one read of the role's files on the host, for the steps after it.
+    steps = [step for step in steps if step != "files.yml"]
     expected = ["preflight.yml", "install.yml", "configure.yml", "run.yml"]
     assert steps == expected[: len(steps)] and len(steps) >= 3
 
