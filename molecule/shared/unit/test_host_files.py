@@ -35,10 +35,18 @@ def probe(*paths: Path) -> str:
 
 
 def test_the_filters_are_registered() -> None:
-    assert set(host_files.FilterModule().filters()) == {"host_files_probe", "host_file_is"}
+    assert set(host_files.FilterModule().filters()) == {
+        "host_files_probe",
+        "host_file_is",
+        "host_units",
+        "host_user_is",
+        "host_group_is",
+    }
 
 
-def test_a_file_is_the_same_only_with_its_content_owner_group_and_mode(tmp_path: Path) -> None:
+def test_a_file_is_the_same_only_with_its_content_owner_group_and_mode(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "worker.toml"
     path.write_text("a = 1\n")
     path.chmod(0o640)
@@ -47,11 +55,19 @@ def test_a_file_is_the_same_only_with_its_content_owner_group_and_mode(tmp_path:
     assert host_files.host_file_is(out, str(path), content="a = 1\n", **same)
     assert not host_files.host_file_is(out, str(path), content="a = 2\n", **same)
     assert not host_files.host_file_is(out, str(path), content="a = 1", **same)
-    assert not host_files.host_file_is(out, str(path), content="a = 1\n", **{**same, "mode": "0644"})
-    assert not host_files.host_file_is(out, str(path), content="a = 1\n", **{**same, "owner": "x"})
-    assert not host_files.host_file_is(out, str(path), content="a = 1\n", **{**same, "group": "x"})
+    assert not host_files.host_file_is(
+        out, str(path), content="a = 1\n", **{**same, "mode": "0644"}
+    )
+    assert not host_files.host_file_is(
+        out, str(path), content="a = 1\n", **{**same, "owner": "x"}
+    )
+    assert not host_files.host_file_is(
+        out, str(path), content="a = 1\n", **{**same, "group": "x"}
+    )
     # A symbolic mode, or no content to compare, is never "the same": the task runs.
-    assert not host_files.host_file_is(out, str(path), content="a = 1\n", **{**same, "mode": "u=rw"})
+    assert not host_files.host_file_is(
+        out, str(path), content="a = 1\n", **{**same, "mode": "u=rw"}
+    )
     assert not host_files.host_file_is(out, str(path), **same)
     assert not host_files.host_file_is(out, str(path), state="directory", **same)
 
@@ -64,9 +80,13 @@ def test_directories_links_and_missing_paths(tmp_path: Path) -> None:
     link.symlink_to("/opt/gearjob/bin/gearjob")
     missing = tmp_path / "gone"
     out = probe(folder, link, missing)
-    assert host_files.host_file_is(out, str(folder), state="directory", owner=OWNER, mode="0755")
+    assert host_files.host_file_is(
+        out, str(folder), state="directory", owner=OWNER, mode="0755"
+    )
     assert not host_files.host_file_is(out, str(folder), state="directory", mode="0750")
-    assert host_files.host_file_is(out, str(link), state="link", src="/opt/gearjob/bin/gearjob")
+    assert host_files.host_file_is(
+        out, str(link), state="link", src="/opt/gearjob/bin/gearjob"
+    )
     assert not host_files.host_file_is(out, str(link), state="link", src="/elsewhere")
     assert host_files.host_file_is(out, str(missing), state="absent")
     assert not host_files.host_file_is(out, str(missing), content="")
@@ -89,3 +109,49 @@ def test_bad_arguments_are_named() -> None:
         host_files.host_files_probe("/a/string")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="state is file, directory, link or absent"):
         host_files.host_file_is("/x\t-\n", "/x", state="present")
+
+
+def test_units_and_accounts_come_from_the_same_command() -> None:
+    me = pwd.getpwuid(os.getuid())
+    argv = host_files.host_files_probe(
+        ["/"], users=[me.pw_name], groups=[GROUP, "no-such-group-x"]
+    )
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    assert host_files.host_group_is(out, GROUP)
+    assert not host_files.host_group_is(out, "no-such-group-x")
+    assert host_files.host_user_is(
+        out,
+        me.pw_name,
+        group=GROUP,
+        home=me.pw_dir,
+        shell=me.pw_shell,
+        comment=me.pw_gecos,
+    )
+    assert not host_files.host_user_is(out, me.pw_name, shell="/bin/false-x")
+    assert not host_files.host_user_is(out, "no-such-user-x")
+
+
+def test_unit_blocks_are_parsed_by_id() -> None:
+    out = (
+        "/etc\td\troot\troot\t755\n"
+        "unit\tId=gearjob-workers.target\nunit\tActiveState=active\nunit\tSubState=active\n"
+        "unit\tUnitFileState=enabled\nunit\t\n"
+        "unit\tActiveState=active\nunit\tSubState=running\nunit\tUnitFileState=enabled\n"
+        "unit\tId=gearjob-worker@1.service\n"
+    )
+    assert host_files.host_units(out) == {
+        "gearjob-workers.target": {
+            "Id": "gearjob-workers.target",
+            "ActiveState": "active",
+            "SubState": "active",
+            "UnitFileState": "enabled",
+        },
+        "gearjob-worker@1.service": {
+            "Id": "gearjob-worker@1.service",
+            "ActiveState": "active",
+            "SubState": "running",
+            "UnitFileState": "enabled",
+        },
+    }
+    with pytest.raises(ValueError, match="units is a list of names"):
+        host_files.host_files_probe(["/"], units=["a b; rm -rf /"])
