@@ -16,7 +16,11 @@ once, then skip the tasks whose file is already exactly as the task would leave 
   (``state='directory'``, ``'link'`` with ``src``, or ``'absent'``) task would leave.
   Anything not in the output, or not understood (a symbolic mode), is "not the same",
   so the task runs: a skip only ever replaces a task that would have reported ok;
+- ``probe_stdout | host_file_exists(path)``: true when the probe saw ``path`` (of any
+  type); false when it is missing or was not read, so a task that creates it runs;
 - ``probe_stdout | host_units``: unit name -> {ActiveState, SubState, UnitFileState};
+- ``probe_stdout | host_unit_is_up(name)``: true when the unit is active and enabled (what a
+  ``systemd_service`` task with ``state: started, enabled: true`` would leave);
 - ``probe_stdout | host_user_is(name, group=..., home=..., shell=..., comment=...)`` and
   ``probe_stdout | host_group_is(name)``: true when the account exists with exactly those
   attributes (what the ``user`` and ``group`` tasks would leave).
@@ -152,6 +156,11 @@ def host_file_is(
     return True
 
 
+def host_file_exists(stdout: str, path: str) -> bool:
+    entry = _entries(stdout).get(path)
+    return entry is not None and entry[0] != "-"
+
+
 def host_units(stdout: str) -> dict[str, dict[str, str]]:
     units: dict[str, dict[str, str]] = {}
     props: dict[str, str] = {}
@@ -167,6 +176,13 @@ def host_units(stdout: str) -> dict[str, dict[str, str]]:
         key, _, value = rest.partition("=")
         props[key] = value
     return units
+
+
+def host_unit_is_up(stdout: str, name: str) -> bool:
+    unit = host_units(stdout).get(name, {})
+    return (
+        unit.get("ActiveState") == "active" and unit.get("UnitFileState") == "enabled"
+    )
 
 
 def _account(stdout: str, kind: str, name: str) -> list[str] | None:
@@ -206,7 +222,9 @@ class FilterModule:
         return {
             "host_files_probe": host_files_probe,
             "host_file_is": host_file_is,
+            "host_file_exists": host_file_exists,
             "host_units": host_units,
+            "host_unit_is_up": host_unit_is_up,
             "host_user_is": host_user_is,
             "host_group_is": host_group_is,
         }

@@ -38,7 +38,9 @@ def test_the_filters_are_registered() -> None:
     assert set(host_files.FilterModule().filters()) == {
         "host_files_probe",
         "host_file_is",
+        "host_file_exists",
         "host_units",
+        "host_unit_is_up",
         "host_user_is",
         "host_group_is",
     }
@@ -89,6 +91,11 @@ def test_directories_links_and_missing_paths(tmp_path: Path) -> None:
     )
     assert not host_files.host_file_is(out, str(link), state="link", src="/elsewhere")
     assert host_files.host_file_is(out, str(missing), state="absent")
+    assert host_files.host_file_exists(out, str(link)) and host_files.host_file_exists(
+        out, str(folder)
+    )
+    assert not host_files.host_file_exists(out, str(missing))
+    assert not host_files.host_file_exists(out, str(tmp_path / "not-read"))
     assert not host_files.host_file_is(out, str(missing), content="")
     assert not host_files.host_file_is(out, str(folder), state="absent")
     # A path the probe did not read is not known to be anything.
@@ -153,5 +160,10 @@ def test_unit_blocks_are_parsed_by_id() -> None:
             "UnitFileState": "enabled",
         },
     }
+    assert host_files.host_unit_is_up(out, "gearjob-worker@1.service")
+    assert not host_files.host_unit_is_up(
+        out.replace("=enabled", "=disabled"), "gearjob-worker@1.service"
+    )
+    assert not host_files.host_unit_is_up(out, "gearjob-worker@2.service")
     with pytest.raises(ValueError, match="units is a list of names"):
         host_files.host_files_probe(["/"], units=["a b; rm -rf /"])

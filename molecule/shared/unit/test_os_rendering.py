@@ -135,6 +135,8 @@ RUN_TIME_VALUES = {
     "_gearjob_worker_venv_changed_wheels",
     "_gearjob_worker_venv_stamp_wanted",
     "gearman_server__installed_packages",
+    "gearman_server__firewall_unit_present",
+    "gearman_server__tls_unit_present",
 }
 
 # Where each key of gearman_server__os ends up besides gearman_server__os itself: the
