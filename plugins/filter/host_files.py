@@ -5,11 +5,12 @@ template or copy asks the host for the file's checksum and then sets its attribu
 every file task is one more module run. The roles instead read every file they manage at
 once, then skip the tasks whose file is already exactly as the task would leave it:
 
-- ``paths | host_files_probe(units=[...], users=[...], groups=[...])``: the argv of one
-  command that prints, for each path, its type (``f`` file, ``d`` directory, ``l`` link,
-  ``-`` missing), owner, group and mode, and the sha1 of a file's content or a link's
-  target; then the passwd and group entries of the accounts, and the state of the
-  systemd units (names or patterns such as ``gearjob-worker@*.service``);
+- ``paths | host_files_probe(units=[...], users=[...], groups=[...], packages=[...])``: the
+  argv of one command that prints, for each path, its type (``f`` file, ``d`` directory,
+  ``l`` link, ``-`` missing), owner, group and mode, and the sha1 of a file's content or a
+  link's target; then the passwd and group entries of the accounts, the dpkg status and
+  version of the packages (Debian), and the state of the systemd units (names or
+  patterns such as ``gearjob-worker@*.service``);
 - ``probe_stdout | host_file_is(path, state=..., content=..., owner=..., group=...,
   mode=..., src=...)``: true when the host's ``path`` is already what a
   ``template``/``copy`` (``state='file'``, the rendered ``content``), ``file``
@@ -18,6 +19,7 @@ once, then skip the tasks whose file is already exactly as the task would leave 
   so the task runs: a skip only ever replaces a task that would have reported ok;
 - ``probe_stdout | host_file_exists(path)``: true when the probe saw ``path`` (of any
   type); false when it is missing or was not read, so a task that creates it runs;
+- ``probe_stdout | host_packages``: package name -> version, of the installed packages;
 - ``probe_stdout | host_units``: unit name -> {ActiveState, SubState, UnitFileState};
 - ``probe_stdout | host_unit_is_up(name)``: true when the unit is active and enabled (what a
   ``systemd_service`` task with ``state: started, enabled: true`` would leave);
@@ -32,14 +34,17 @@ import hashlib
 import re
 from typing import Any
 
-# Arguments: the paths, then "passwd:NAME" / "group:NAME" accounts and "unit:NAME" units.
-# Output: one line per path: path TAB type [TAB owner TAB group TAB octal mode TAB sha1 |
-# TAB target]; "passwd"/"group" TAB the getent line of each account that exists; then the
-# `systemctl show` blocks of the units, each line prefixed "unit" TAB.
+# Arguments: the paths, then "passwd:NAME" / "group:NAME" accounts, "package:NAME" packages
+# and "unit:NAME" units. Output: one line per path: path TAB type [TAB owner TAB group TAB
+# octal mode TAB sha1 | TAB target]; "passwd"/"group" TAB the getent line of each account
+# that exists; "package" TAB name TAB status TAB version of each package dpkg knows; then
+# the `systemctl show` blocks of the units, each line prefixed "unit" TAB.
 _PROBE = r"""
 units=
+packages=
 for p; do
   case $p in
+    package:*) packages="$packages ${p#package:}" ;;
     passwd:*|group:*) e=$(getent "${p%%:*}" "${p#*:}") && printf '%s\t%s\n' "${p%%:*}" "$e" ;;
     unit:*) units="$units ${p#unit:}" ;;
     *) if [ -L "$p" ]; then printf '%s\tl\t%s\n' "$p" "$(readlink -- "$p")"
@@ -51,12 +56,17 @@ for p; do
        fi ;;
   esac
 done
+if [ -n "$packages" ]; then
+  dpkg-query --show --showformat='package\t${Package}\t${db:Status-Status}\t${Version}\n' \
+    -- $packages 2>/dev/null
+fi
 if [ -n "$units" ]; then
   systemctl show --property=Id,ActiveState,SubState,UnitFileState -- $units | sed 's/^/unit\t/'
 fi
 exit 0
 """
 _UNIT_RE = re.compile(r"^[A-Za-z0-9:_.@*\\-]+$")
+_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?$")
 _ACCOUNT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
@@ -65,6 +75,7 @@ def host_files_probe(
     units: list[str] | None = None,
     users: list[str] | None = None,
     groups: list[str] | None = None,
+    packages: list[str] | None = None,
 ) -> list[str]:
     if isinstance(paths, str) or not all(
         isinstance(p, str) and p.startswith("/") for p in paths
@@ -76,6 +87,7 @@ def host_files_probe(
         ("units", units, _UNIT_RE),
         ("users", users, _ACCOUNT_RE),
         ("groups", groups, _ACCOUNT_RE),
+        ("packages", packages, _PACKAGE_RE),
     ):
         if names is not None and (
             isinstance(names, str)
@@ -92,6 +104,7 @@ def host_files_probe(
         *paths,
         *(f"passwd:{name}" for name in users or []),
         *(f"group:{name}" for name in groups or []),
+        *(f"package:{name}" for name in packages or []),
         *(f"unit:{name}" for name in units or []),
     ]
 
@@ -161,6 +174,15 @@ def host_file_exists(stdout: str, path: str) -> bool:
     return entry is not None and entry[0] != "-"
 
 
+def host_packages(stdout: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for line in (stdout or "").splitlines():
+        fields = line.split("\t")
+        if len(fields) == 4 and fields[0] == "package" and fields[2] == "installed":
+            found[fields[1]] = fields[3]
+    return found
+
+
 def host_units(stdout: str) -> dict[str, dict[str, str]]:
     units: dict[str, dict[str, str]] = {}
     props: dict[str, str] = {}
@@ -224,6 +246,7 @@ class FilterModule:
             "host_file_is": host_file_is,
             "host_file_exists": host_file_exists,
             "host_units": host_units,
+            "host_packages": host_packages,
             "host_unit_is_up": host_unit_is_up,
             "host_user_is": host_user_is,
             "host_group_is": host_group_is,

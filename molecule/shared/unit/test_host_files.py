@@ -40,6 +40,7 @@ def test_the_filters_are_registered() -> None:
         "host_file_is",
         "host_file_exists",
         "host_units",
+        "host_packages",
         "host_unit_is_up",
         "host_user_is",
         "host_group_is",
@@ -136,6 +137,21 @@ def test_units_and_accounts_come_from_the_same_command() -> None:
     )
     assert not host_files.host_user_is(out, me.pw_name, shell="/bin/false-x")
     assert not host_files.host_user_is(out, "no-such-user-x")
+
+
+def test_installed_packages_and_their_versions() -> None:
+    out = (
+        "package\tgearman-job-server\tinstalled\t1.1.20+ds-1+b1\n"
+        "package\tgearman-tools\tconfig-files\t1.1.20+ds-1+b1\n"
+        "/etc\td\troot\troot\t755\n"
+    )
+    assert host_files.host_packages(out) == {"gearman-job-server": "1.1.20+ds-1+b1"}
+    argv = host_files.host_files_probe(
+        [], packages=["gearman-job-server", "libc6:amd64"]
+    )
+    assert argv[-2:] == ["package:gearman-job-server", "package:libc6:amd64"]
+    with pytest.raises(ValueError, match="packages is a list of names"):
+        host_files.host_files_probe([], packages=["-x"])
 
 
 def test_unit_blocks_are_parsed_by_id() -> None:

@@ -134,6 +134,8 @@ BY_PYTHON = frozenset({"_gearjob_worker_needs_tomli", "_gearjob_worker_system_pa
 RUN_TIME_VALUES = {
     "_gearjob_worker_venv_changed_wheels",
     "_gearjob_worker_venv_stamp_wanted",
+    "_gearjob_worker_venv_stamp_ok",
+    "_gearjob_worker_venv_read",
     "gearman_server__installed_packages",
     "gearman_server__firewall_unit_present",
     "gearman_server__tls_unit_present",
