@@ -135,6 +135,7 @@ RUN_TIME_VALUES = {
     "_gearjob_worker_venv_changed_wheels",
     "_gearjob_worker_venv_stamp_wanted",
     "_gearjob_worker_venv_stamp_ok",
+    "_gearjob_worker_venv_stamp_content",
     "_gearjob_worker_venv_read",
     "gearman_server__installed_packages",
     "gearman_server__firewall_unit_present",
