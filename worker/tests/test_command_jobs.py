@@ -55,6 +55,37 @@ def test_workload_and_result_pass_byte_for_byte(gearmand, start_worker):
         assert client.run("cat", big, timeout=30) == ("WORK_COMPLETE", big)
 
 
+def test_workloads_around_the_pipe_sizes_while_output_streams_first(gearmand, start_worker):
+    # workloads up to PIPE_BUF are written at once, larger ones fed as the command reads;
+    # this command writes 200000 bytes (more than its stdout pipe holds) before it reads
+    line = "sh -c 'head -c 200000 /dev/zero | tr \"\\0\" y; cat'"
+    command_worker(start_worker, gearmand, "--exec", line, "-f", "late_reader")
+    head = b"y" * 200_000
+    with RawClient(gearmand.address) as client:
+        for size in (4095, 4096, 4097, 65536, 65537, 1_000_000):
+            workload = os.urandom(size)
+            assert client.run("late_reader", workload, timeout=30) == (
+                "WORK_COMPLETE",
+                head + workload,
+            ), size
+
+
+def test_a_command_that_exits_without_reading_its_workload(gearmand, start_worker):
+    worker = command_worker(start_worker, gearmand, "--exec", "echo early", "-f", "early")
+    with RawClient(gearmand.address) as client:
+        for size in (0, 10, 4096, 4097, 3 * 1024 * 1024):  # small: one write; large: fed
+            assert client.run("early", b"x" * size, timeout=30) == ("WORK_COMPLETE", b"early\n")
+    assert "Broken pipe" not in worker.log()
+
+
+def test_commands_get_sigpipe_at_its_default(gearmand, start_worker):
+    # Python ignores SIGPIPE; a command must not inherit that (`yes` would then complain)
+    worker = command_worker(start_worker, gearmand, "--exec", "sh -c 'yes | head -c 4'", "-f", "y")
+    with RawClient(gearmand.address) as client:
+        assert client.run("y", b"") == ("WORK_COMPLETE", b"y\ny\n")
+    assert "Broken pipe" not in worker.log()
+
+
 def test_exit_status_and_signals_fail_the_job_and_the_worker_goes_on(gearmand, start_worker):
     worker = command_worker(
         start_worker,
@@ -147,6 +178,22 @@ def test_timeout_kills_the_process_group_grandchildren_too(gearmand, start_worke
     assert len(grandchildren) == 2
     wait_for(lambda: not any(map(alive, grandchildren)), 3, "the grandchildren to be killed")
     worker.wait_log(r"job stuck H:\S+ failed: job stuck timed out after 1 s")
+
+
+def test_a_command_that_closes_its_output_is_still_timed(gearmand, start_worker, tmp_path):
+    # its output ended, but it runs on: waited for until the deadline, then killed
+    pid_file = tmp_path / "pid"
+    line = f"sh -c 'echo $$ > {pid_file}; echo out; exec >&- 2>&-; sleep \"$(cat)\"'"
+    worker = command_worker(
+        start_worker, gearmand, "--exec", line, "-f", "closer", "--job-timeout", "1"
+    )
+    with RawClient(gearmand.address) as client:
+        assert client.run("closer", b"0.3") == ("WORK_COMPLETE", b"out\n")
+        assert client.run("closer", b"300") == ("WORK_FAIL", b"")
+        pid = int(pid_file.read_text())
+        assert client.run("closer", b"0") == ("WORK_COMPLETE", b"out\n")
+    assert not alive(pid)
+    worker.wait_log(r"job closer H:\S+ failed: job closer timed out after 1 s")
 
 
 def test_configured_group_timeout_and_output_limit(gearmand, start_worker, tmp_path):
