@@ -14,6 +14,8 @@ median of the rounds' own ratios). Run it with ``bench/commands.sh``.
 With ``--syscalls`` it counts instead, with ``strace -c``, the system calls per job of one
 draining worker process (its own, and with its commands' too: ``strace -f``): the
 difference between a drain of 2 x N and of N jobs, over N, so the start does not count.
+With ``--instructions``, the same difference for gearjob's worker in user-space instructions
+(valgrind's callgrind; the commands are not counted).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from run import FUNCTION, Stack, gearmand, queue
+from run import FUNCTION, Stack, callgrind, collected, gearmand, queue, wait_registered
 
 from gearjob.config import ServerAddress
 from gearjob.protocol import Cmd, Connection
@@ -153,6 +155,30 @@ def syscalls(stacks_: list[Stack], n: int) -> int:
     return 0
 
 
+def worker_instructions(stack: Stack, n: int) -> int:
+    """User-space instructions (callgrind) of one worker draining n queued jobs, from its
+    start to its exit."""
+    with gearmand() as port:
+        submit_background(port, n)
+        proc, out = callgrind(stack.worker_cmd_for(port), stack.env)
+        try:
+            wait_registered(port, [proc], 120, f"{stack.name}: worker under callgrind")
+            while queue(port)[0]:
+                time.sleep(0.1)
+            proc.send_signal(signal.SIGTERM)
+        except BaseException:
+            proc.kill()
+            raise
+        return collected(proc, out)
+
+
+def instructions(stack: Stack, n: int) -> int:
+    """Print the instructions per drained job of gearjob's worker."""
+    per_job = (worker_instructions(stack, 2 * n) - worker_instructions(stack, n)) / n
+    print(f"{stack.name}: {per_job:,.0f} instructions per drained job ({COMMAND!r}, callgrind)")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=200, help="jobs per case (default 200)")
@@ -161,8 +187,15 @@ def main() -> int:
     parser.add_argument(
         "--syscalls", action="store_true", help="count system calls per job instead (strace)"
     )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count gearjob's worker instructions per job instead (callgrind)",
+    )
     args = parser.parse_args()
     c_stack, ours = stacks()
+    if args.instructions:
+        return instructions(ours, args.jobs)
     if args.syscalls:
         return syscalls([c_stack, ours], args.jobs)
     cases = [("fg", lambda s: foreground(s, args.jobs))]
