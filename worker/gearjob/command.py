@@ -135,7 +135,7 @@ class CommandRunner:
         if launch is not None:
             try:
                 return launch.start(job)
-            except (OSError, ValueError):  # the program moved or went away: look it up again
+            except (OSError, ValueError, subprocess.SubprocessError):  # moved? look it up again
                 self._launch = None
         try:
             launch = _Launch(self.spec, self._env)
@@ -376,9 +376,11 @@ def _exit_by_polling(pid: int, deadline: float) -> bool:
     """Without pidfds: look for the exit (without reaping it) at growing intervals."""
     delay = 0.0005
     while True:
-        with contextlib.suppress(ChildProcessError):
+        try:
             if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
                 return True
+        except ChildProcessError:  # not ours to wait for: the waitpid that follows says so
+            return True
         left = deadline - time.monotonic()
         if left <= 0:
             return False

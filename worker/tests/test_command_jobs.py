@@ -3,14 +3,20 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
 import subprocess
 from pathlib import Path
 
+import pytest
 from daemon_helpers import RawClient, run_cli, subprocess_env, wait_for, workers_for
 from test_interop import gearman_tool, needs_gearman_tool, needs_php
+
+from gearjob.command import CommandFailed, CommandRunner, CommandSpec
+from gearjob.errors import JobTimeout
+from gearjob.runners import Job
 
 pytest_plugins = ["daemon_fixtures"]
 
@@ -511,3 +517,47 @@ def test_the_configuration_examples_of_the_docs_are_valid():
         settings = _settings_from(tomllib.loads(block), "docs/command-jobs.md")
         groups += parse_groups(settings.commands, "docs/command-jobs.md")
     assert {g.name for g in groups} == {"drupal", "thumbnails"}
+
+
+# ---------------------------------------------- the runner alone (no server, no worker)
+
+
+def run_command(line: str, workload: bytes = b"", limit: float = 0.0, **spec) -> bytes:
+    runner = CommandRunner(CommandSpec(line, **spec), "test")
+    return runner.run(Job("f", "H:test:1", b"", workload, limit), lambda *a: None)
+
+
+def test_without_pidfds_the_exit_is_still_waited_for_within_the_limit(monkeypatch):
+    def no_pidfd(pid: int) -> int:
+        raise OSError(errno.ENOSYS, "pidfd_open")
+
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    closer = "sh -c 'echo out; exec >&- 2>&-; sleep \"$(cat)\"'"
+    assert run_command(closer, b"0.2", limit=5) == b"out\n"
+    with pytest.raises(JobTimeout, match=r"timed out after 0\.5 s"):
+        run_command(closer, b"30", limit=0.5, kill_grace=0.5)
+
+
+def test_a_program_that_moved_is_looked_up_again(monkeypatch, tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    script(first / "moving-job", "echo here\n")
+    monkeypatch.setenv("PATH", f"{first}:{second}:{os.environ['PATH']}")
+    runner = CommandRunner(CommandSpec("moving-job"), "test")
+    job = Job("f", "H:test:1", b"", b"", 0.0)
+    assert runner.run(job, lambda *a: None) == b"here\n"
+    (first / "moving-job").rename(second / "moving-job")
+    assert runner.run(job, lambda *a: None) == b"here\n"
+    (second / "moving-job").unlink()
+    with pytest.raises(CommandFailed, match="moving-job is not found"):
+        runner.run(job, lambda *a: None)
+
+
+def test_the_working_directory_path_keeps_the_same_semantics(tmp_path):
+    (tmp_path / "data").write_bytes(b"in cwd")
+    assert run_command("sh -c 'cat data; cat'", b"+stdin", cwd=str(tmp_path)) == b"in cwd+stdin"
+    with pytest.raises(CommandFailed, match="exited with status 4"):
+        run_command("sh -c 'exit 4'", cwd=str(tmp_path))
+    with pytest.raises(JobTimeout):
+        run_command("sleep 30", limit=0.3, cwd=str(tmp_path), kill_grace=0.2)
