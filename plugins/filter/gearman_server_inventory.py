@@ -15,8 +15,9 @@ that is an IP literal. A name is never looked up: a host with neither has no add
 - ``hostvars | gearman_server_host_address(host)``: that host's first address, or "";
 - ``addresses | gearman_server_whitelist(networks, local_networks)``: one list of networks
   for nftables, single addresses as /32 or /128, each once;
-- ``hostvars | gearman_server_queue_db_clients(servers, db_host)``: the job servers whose
-  queue lives on ``db_host``, each as ``{"host", "addresses", "type", "db", "user"}``.
+- ``hostvars | gearman_server_queue_db_clients(servers, db_host, gathered)``: the job
+  servers whose queue lives on ``db_host``, each as ``{"host", "addresses", "type", "db",
+  "user"}`` (no addresses: none known).
 """
 
 from __future__ import annotations
@@ -39,27 +40,22 @@ def _ip(value: Any) -> str:
         return ""
 
 
-def _vars(
-    hostvars: Mapping[str, Any], host: str, gathered: Mapping[str, Any] | None = None
-) -> Mapping[str, Any]:
-    """The host's variables; facts gathered for it later (``{host: facts}``, as a setup task
-    returns them, names with or without "ansible_") take the place of its ``ansible_facts``."""
+def _vars(hostvars: Mapping[str, Any], host: str) -> Mapping[str, Any]:
     found = hostvars.get(host) if isinstance(hostvars, Mapping) else None
-    host_vars = found if isinstance(found, Mapping) else {}
-    facts = (gathered or {}).get(host)
-    if not isinstance(facts, Mapping):
-        return host_vars
-    plain = {key.removeprefix("ansible_"): value for key, value in facts.items()}
-    return {"ansible_host": host_vars.get("ansible_host"), "ansible_facts": plain}
+    return found if isinstance(found, Mapping) else {}
 
 
-def _facts(host_vars: Mapping[str, Any]) -> Mapping[str, Any]:
+def _facts(host_vars: Mapping[str, Any], gathered: Any = None) -> Mapping[str, Any]:
+    """The host's facts; facts gathered for it later (as a setup task returns them, names
+    with or without "ansible_") take their place."""
+    if isinstance(gathered, Mapping):
+        return {key.removeprefix("ansible_"): value for key, value in gathered.items()}
     facts = host_vars.get("ansible_facts")
     return facts if isinstance(facts, Mapping) else {}
 
 
-def _addresses(host_vars: Mapping[str, Any]) -> list[str]:
-    facts = _facts(host_vars)
+def _addresses(host_vars: Mapping[str, Any], gathered: Any = None) -> list[str]:
+    facts = _facts(host_vars, gathered)
     found: list[str] = []
     for key in ("default_ipv4", "default_ipv6"):
         entry = facts.get(key)
@@ -97,7 +93,7 @@ def host_addresses(
     addresses: dict[str, list[str]] = {}
     missing: list[str] = []
     for host in hosts:
-        found = _addresses(_vars(hostvars, host, gathered))
+        found = _addresses(_vars(hostvars, host), (gathered or {}).get(host))
         if found:
             addresses[host] = found
         else:
@@ -133,10 +129,14 @@ def _queue(host_vars: Mapping[str, Any], server: str) -> dict[str, str]:
 
 
 def queue_db_clients(
-    hostvars: Mapping[str, Any], servers: Iterable[str], db_host: str
+    hostvars: Mapping[str, Any],
+    servers: Iterable[str],
+    db_host: str,
+    gathered: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """The job servers of ``servers`` with a mysql or postgres queue on ``db_host``: those
-    whose database tasks run there, or whose queue host is its name or its IP."""
+    whose database tasks run there, or whose queue host is its name or its IP. ``gathered``
+    as for host_addresses."""
     db_names = {db_host, _ip(_vars(hostvars, db_host).get("ansible_host"))} - {""}
     clients = []
     for server in servers:
@@ -149,7 +149,7 @@ def queue_db_clients(
         clients.append(
             {
                 "host": server,
-                "addresses": _addresses(host_vars),
+                "addresses": _addresses(host_vars, (gathered or {}).get(server)),
                 "type": queue["type"],
                 "db": queue["db"],
                 "user": queue["user"],
