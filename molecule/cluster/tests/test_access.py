@@ -6,60 +6,29 @@ log in from that server's address only."""
 
 from __future__ import annotations
 
-import shlex
 from typing import Any
+
+from gearjob_testinfra import firewall_admits, tcp_connect
 
 testinfra_hosts = ["ansible://gearman_servers"]
 
 GEARMAN_PORT = 4730
 MYSQL_PORT = 3306
 
-# Prints how a TCP connection to HOST PORT went, and the first bytes the server sent:
-# "connected <bytes>", "refused", "timeout" or "error ...".
-CONNECT = """
-import socket, sys
-try:
-    sock = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
-    sock.settimeout(2)
-    try:
-        first = sock.recv(512)
-    except (TimeoutError, socket.timeout):
-        first = b""
-    sock.close()
-    print("connected", repr(first))
-except ConnectionRefusedError:
-    print("refused")
-except (TimeoutError, socket.timeout):
-    print("timeout")
-except OSError as exc:
-    print("error", exc)
-"""
-
-
-def connect(client: Any, server: Any, port: int) -> str:
-    args = " ".join(shlex.quote(str(a)) for a in (CONNECT, server.backend.host, port))
-    return client.check_output(f"python3 -c {args}")
-
 
 def address(host: Any) -> str:
     return host.check_output("hostname -I").split()[0]
-
-
-def admitted(server: Any, ip: str) -> bool:
-    """Whether the firewall's set holds the address (nft merges neighbours into ranges)."""
-    family = "ipv6" if ":" in ip else "ipv4"
-    return server.run(f"nft get element inet gearjob allowed_{family} '{{ {ip} }}'").rc == 0
 
 
 def test_members_reach_gearmand_and_the_database_host_is_refused(host: Any, group: Any) -> None:
     outsider = group("gearman_queue_db")[0]
     members = group("gearjob_workers") + group("gearjob_clients") + group("gearman_servers")
     for member in members:
-        assert connect(member, host, GEARMAN_PORT).startswith("connected"), member.backend.host
-    assert connect(outsider, host, GEARMAN_PORT) == "refused"
+        assert tcp_connect(member, host, GEARMAN_PORT) == "connected", member.backend.host
+    assert tcp_connect(outsider, host, GEARMAN_PORT) == "refused"
     for member in members:
-        assert admitted(host, address(member)), member.backend.host
-    assert not admitted(host, address(outsider))
+        assert firewall_admits(host, address(member)), member.backend.host
+    assert not firewall_admits(host, address(outsider))
 
 
 def test_the_rules_say_whom_they_admit(host: Any) -> None:
@@ -89,6 +58,7 @@ def test_each_queue_account_may_log_in_from_its_server_only(host: Any, group: An
     )
     # MariaDB refuses a host that no account may log in from before the handshake.
     for stranger in group("gearjob_workers") + group("gearjob_clients"):
-        answer = connect(stranger, database, MYSQL_PORT)
+        answer = tcp_connect(stranger, database, MYSQL_PORT, first_bytes=True)
         assert "is not allowed to connect" in answer, answer
-    assert "is not allowed" not in connect(host, database, MYSQL_PORT)
+    answer = tcp_connect(host, database, MYSQL_PORT, first_bytes=True)
+    assert answer.startswith("connected") and "is not allowed" not in answer, answer
