@@ -131,7 +131,7 @@ def inventory(
             "hosts": host,
             "vars": {
                 "gearman_queue_db_listen_address": "127.0.0.1",
-                "gearman_queue_db_allowed_network": "127.0.0.1/32",
+                "gearman_queue_db_allowed_networks": ["127.0.0.1/32"],
             },
         }
     connection: dict[str, object] = {"ansible_connection": "community.docker.docker"}

@@ -366,6 +366,45 @@ def attach_journals(source: JournalSource) -> JournalSource:
     return source
 
 
+# Prints how a TCP connection to HOST PORT went: "connected" (then, when a third argument is
+# given, the first bytes the server sent within 2 s), "refused", "timeout" or "error ...".
+_CONNECT = """
+import socket, sys
+try:
+    sock = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+except ConnectionRefusedError:
+    print("refused")
+except (TimeoutError, socket.timeout):
+    print("timeout")
+except OSError as exc:
+    print("error", exc)
+else:
+    first = b""
+    if len(sys.argv) > 3:
+        sock.settimeout(2)
+        try:
+            first = sock.recv(512)
+        except OSError:
+            pass
+    sock.close()
+    print("connected" + (" " + repr(first) if len(sys.argv) > 3 else ""))
+"""
+
+
+def tcp_connect(client: Any, server: Any, port: int, first_bytes: bool = False) -> str:
+    """How a TCP connection from the testinfra host ``client`` to ``server`` (by its inventory
+    name) went, as printed by _CONNECT."""
+    args = [_CONNECT, server.backend.host, port] + (["read"] if first_bytes else [])
+    return client.check_output("python3 -c " + " ".join(shlex.quote(str(a)) for a in args))
+
+
+def firewall_admits(server: Any, ip: str) -> bool:
+    """Whether the gearman_server firewall's set of allowed addresses holds ``ip`` (asked with
+    nft get element: nft merges neighbouring addresses into ranges)."""
+    family = "ipv6" if ":" in ip else "ipv4"
+    return server.run(f"nft get element inet gearjob allowed_{family} '{{ {ip} }}'").rc == 0
+
+
 def host_runner(host: Any) -> Callable[[str], str]:
     """Run a shell command on a testinfra host: its stdout and stderr."""
 

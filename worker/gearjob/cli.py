@@ -533,8 +533,14 @@ class OneLineFormatter(logging.Formatter):
         super().__init__(fmt)
         self.journal = journal
 
+    # Control characters a job name or payload may carry (a carriage return would hide the
+    # start of the line on a terminal) are shown escaped; tabs stay, newlines become " | ".
+    CONTROLS: ClassVar[dict[int, str]] = {
+        c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F) if c not in (0x09, 0x0A)
+    }
+
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record).rstrip("\n").replace("\n", " | ")
+        text = super().format(record).rstrip("\n").replace("\n", " | ").translate(self.CONTROLS)
         if self.journal:
             return f"<{self.PRIORITY.get(record.levelname, 6)}>{text}"
         return text

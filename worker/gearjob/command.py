@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import math
 import os
 import select
 import shlex
@@ -27,7 +28,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from gearjob.errors import GearjobError, JobTimeout
@@ -101,51 +102,69 @@ class CommandRunner:
         self.origin = origin
         self.timeout = spec.timeout
         self._env = {**os.environ, **spec.env}
+        self._launch: _Launch | None = None  # built for the first job, kept for the next
 
     def describe(self) -> str:
         return f"command {self.spec.line!r}" + (" (shell)" if self.spec.shell else "")
 
     def run(self, job: Job, timed: Timed) -> bytes:
-        env = dict(self._env)
-        env["GEARJOB_FUNCTION"] = job.name
-        env["GEARJOB_HANDLE"] = job.handle
-        env["GEARJOB_UNIQUE"] = job.unique.decode("utf-8", "replace")
         limit = job.limit
         deadline = time.monotonic() + limit if limit else None
-        proc = _start(self.spec, env)
-        result = _Output(self.spec.max_output)
+        child = self._start(job)
+        output = _Output(self.spec.max_output)
         try:
-            outcome = _communicate(proc, job.workload, result, deadline)
+            outcome = _communicate(child, job.workload, output, deadline)
             if outcome is None:
-                outcome = _wait(proc, deadline)
+                outcome = "exit" if child.wait_until(deadline) else "timeout"
         except BaseException:  # a second SIGTERM, SIGINT: nothing may outlive the worker
-            _kill_group(proc, 0.0)
+            child.kill_group(0.0)
             raise
         finally:
-            _close(proc)
+            child.close()
         if outcome != "exit":
-            _kill_group(proc, self.spec.kill_grace)
-        result.log_stderr(job, failed=outcome != "exit" or proc.returncode != 0)
+            child.kill_group(self.spec.kill_grace)
+        code = child.returncode
+        output.log_stderr(job, failed=outcome != "exit" or code != 0)
+        if outcome != "exit" or code != 0:
+            raise self._failure(job, outcome, code)
+        return output.stdout()
+
+    def _start(self, job: Job) -> _Child:
+        """Start the job's command; CommandFailed when it cannot run."""
+        launch = self._launch
+        if launch is not None:
+            try:
+                return launch.start(job)
+            except (OSError, ValueError, subprocess.SubprocessError):  # moved? look it up again
+                self._launch = None
+        try:
+            launch = _Launch(self.spec, self._env)
+            child = launch.start(job)
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            why = self.spec.problem() or (getattr(exc, "strerror", None) or str(exc))
+            raise CommandFailed(f"cannot run the command {self.spec.line!r}: {why}") from None
+        self._launch = launch
+        return child
+
+    def _failure(self, job: Job, outcome: str, code: int | None) -> GearjobError:
+        """The error that fails the job: a timeout, too much output, or the exit status."""
         if outcome == "timeout":
-            raise JobTimeout(
-                f"job {job.name} timed out after {limit:g} s: its command "
+            return JobTimeout(
+                f"job {job.name} timed out after {job.limit:g} s: its command "
                 f"{self.spec.line!r} and its process group were killed",
                 job_name=job.name,
                 handle=job.handle,
-                timeout=limit,
+                timeout=job.limit,
             )
         if outcome == "too much":
-            raise CommandFailed(
+            return CommandFailed(
                 f"job {job.name}: its command {self.spec.line!r} wrote more than "
                 f"max_output = {self.spec.max_output} bytes to stdout and was killed; raise "
                 "max_output for this command group, or have the command write large "
                 "results to a file and print its path"
             )
-        code = proc.returncode
         assert code is not None
-        if code != 0:
-            raise CommandFailed(f"job {job.name}: command {self.spec.line!r} {_status(code)}")
-        return result.stdout()
+        return CommandFailed(f"job {job.name}: command {self.spec.line!r} {_status(code)}")
 
 
 class _Output:
@@ -167,10 +186,11 @@ class _Output:
         self.out.append(data)
         return True
 
-    def add_err(self, data: bytes) -> None:
+    def add_err(self, data: bytes) -> bool:
         room = STDERR_LIMIT - len(self.err)
         self.err += data[:room]
         self.err_dropped += max(0, len(data) - room)
+        return True
 
     def stdout(self) -> bytes:
         return b"".join(self.out)
@@ -185,201 +205,268 @@ class _Output:
         log.log(level, "job %s %s stderr: %s", job.name, job.handle, text)
 
 
-class _Child:
-    """A command started with :func:`os.posix_spawn` (no cwd to change): the part of
-    :class:`subprocess.Popen` the runner uses, at a fraction of its cost per job."""
-
-    def __init__(self, program: str, argv: list[str], env: dict[str, str]) -> None:
-        pipes = [os.pipe2(os.O_CLOEXEC) for _ in range(3)]  # stdin, stdout, stderr
-        child_ends = (pipes[0][0], pipes[1][1], pipes[2][1])
-        try:
-            self.pid = os.posix_spawn(
-                program,
-                argv,
-                env,
-                file_actions=[(os.POSIX_SPAWN_DUP2, fd, n) for n, fd in enumerate(child_ends)],
-                setsid=True,
-            )
-        except BaseException:
-            for r, w in pipes:
-                os.close(r)
-                os.close(w)
-            raise
-        for fd in child_ends:
-            os.close(fd)
-        self.stdin = os.fdopen(pipes[0][1], "wb", buffering=0)
-        self.stdout = os.fdopen(pipes[1][0], "rb", buffering=0)
-        self.stderr = os.fdopen(pipes[2][0], "rb", buffering=0)
-        self.returncode: int | None = None
-
-    def wait(self, timeout: float | None = None) -> int:
-        if self.returncode is not None:
-            return self.returncode
-        if timeout is None:
-            _, status = os.waitpid(self.pid, 0)
-        else:
-            deadline = time.monotonic() + timeout
-            delay = 0.0005
-            while True:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-                if pid:
-                    break
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise subprocess.TimeoutExpired(str(self.pid), timeout)
-                time.sleep(min(delay, left))
-                delay = min(delay * 2, 0.05)
-        self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
+# Speed: the per-job path, in one place. A command job costs mostly the start of the
+# command itself; what the worker adds per job is kept to the system calls it needs:
+# - _Launch computes the argv, the program's path and the base environment once per command
+#   group, as bytes (os.posix_spawn takes them as they are); only GEARJOB_FUNCTION,
+#   GEARJOB_HANDLE and GEARJOB_UNIQUE are set per job. A program that moved is looked up
+#   again (CommandRunner._start).
+# - os.posix_spawn (a vfork-style start, setsid and the dup2s done by the C library) when no
+#   cwd is set; subprocess.Popen, about twice as costly, only for groups with a cwd.
+# - raw pipe fds (os.read / os.write), no file objects: no fstat per pipe. stdout and stderr
+#   stay blocking, and are read only when poll says so (a read then never blocks); once the
+#   command closed a pipe (POLLHUP) it is read to its end without another poll.
+# - a workload of at most PIPE_BUF bytes fits in the empty stdin pipe: it is written at once
+#   with a write that cannot block, and stdin is closed, with no poll on stdin. Larger
+#   workloads are fed from a non-blocking stdin as poll allows, while the output is read.
+# - the exit is reaped with one waitpid when it already happened, else a blocking waitpid
+#   (no time limit) or a wait on a pidfd until the deadline (no sleep-and-retry loop).
+_AT_ONCE = select.PIPE_BUF
 
 
-_Process = _Child | subprocess.Popen[bytes]
-_found: dict[tuple[str, str], str] = {}
+class _Launch:
+    """How a command group starts its command: argv, program and base environment (bytes),
+    computed once by the first job."""
 
-
-def _program(name: str, path: str) -> str:
-    """The file to run for ``name`` in ``path`` (cached while it exists)."""
-    program = _found.get((name, path))
-    if program is None or not os.access(program, os.X_OK):
-        program = shutil.which(name, path=path)
-        if program is None:
-            raise FileNotFoundError(errno.ENOENT, "not found", name)
-        if len(_found) < 1000:
-            _found[(name, path)] = program
-    return program
-
-
-def _start(spec: CommandSpec, env: dict[str, str]) -> _Process:
-    try:
+    def __init__(self, spec: CommandSpec, env: Mapping[str, str]) -> None:
         argv = spec.argv
         if not argv:
             raise ValueError("empty command")
+        self.argv = [os.fsencode(arg) for arg in argv]
+        self.env = {os.fsencode(key): os.fsencode(value) for key, value in env.items()}
+        self.cwd = spec.cwd
+        self.program: bytes | None = None  # None: started by subprocess.Popen (cwd)
         if spec.cwd is None:
-            return _Child(_program(argv[0], env.get("PATH", os.defpath)), argv, env)
-        return subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            cwd=spec.cwd,
-            start_new_session=True,
-        )
-    except (OSError, ValueError, subprocess.SubprocessError) as exc:
-        why = spec.problem() or (getattr(exc, "strerror", None) or str(exc))
-        raise CommandFailed(f"cannot run the command {spec.line!r}: {why}") from None
+            found = shutil.which(argv[0], path=env.get("PATH", os.defpath))
+            if found is None:
+                raise FileNotFoundError(errno.ENOENT, "not found", argv[0])
+            self.program = os.fsencode(found)
+
+    def start(self, job: Job) -> _Child:
+        env = self.env.copy()
+        env[b"GEARJOB_FUNCTION"] = job.name.encode("utf-8", "surrogateescape")
+        env[b"GEARJOB_HANDLE"] = job.handle.encode("utf-8", "surrogateescape")
+        env[b"GEARJOB_UNIQUE"] = job.unique.decode("utf-8", "replace").encode("utf-8")
+        fds: list[int] = []
+        try:
+            for _ in range(3):  # stdin, stdout, stderr: read end, write end
+                fds += os.pipe2(os.O_CLOEXEC)
+            ends = (fds[0], fds[3], fds[5])  # the child's: stdin's read end, the write ends
+            popen = None
+            if self.program is not None:
+                pid = os.posix_spawn(
+                    self.program,
+                    self.argv,
+                    env,
+                    file_actions=[(os.POSIX_SPAWN_DUP2, fd, n) for n, fd in enumerate(ends)],
+                    setsid=True,
+                    setsigdef=_DEFAULT_SIGNALS,
+                )
+            else:
+                popen = subprocess.Popen(
+                    self.argv,
+                    stdin=ends[0],
+                    stdout=ends[1],
+                    stderr=ends[2],
+                    env=env,
+                    cwd=self.cwd,
+                    start_new_session=True,
+                )
+                pid = popen.pid
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        for fd in ends:
+            os.close(fd)
+        return _Child(pid, fds[1], fds[2], fds[4], popen)
+
+
+#: signals Python ignores that a command gets back at their default, as subprocess does
+_DEFAULT_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(signal, name)
+)
+
+
+class _Child:
+    """A started command: its pid, the parent's ends of its pipes (raw fds, -1 once closed)
+    and, once reaped, its exit code (negative: the signal that killed it)."""
+
+    def __init__(
+        self,
+        pid: int,
+        stdin: int,
+        stdout: int,
+        stderr: int,
+        popen: subprocess.Popen[bytes] | None = None,
+    ) -> None:
+        self.pid = pid
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+        self.popen = popen
+        self.returncode: int | None = None
+
+    def close_stdin(self) -> None:
+        fd, self.stdin = self.stdin, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def close(self) -> None:
+        self.close_stdin()
+        for fd in (self.stdout, self.stderr):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.stdout = self.stderr = -1
+
+    def wait_until(self, deadline: float | None) -> bool:
+        """Reap the child, waiting until ``deadline`` (time.monotonic; None: as long as it
+        takes). False when it still runs at the deadline."""
+        if self.returncode is not None:
+            return True
+        if deadline is None:
+            _, status = os.waitpid(self.pid, 0)
+        else:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if not pid:
+                if not _exits_by(self.pid, deadline):
+                    return False
+                _, status = os.waitpid(self.pid, 0)
+        self.returncode = os.waitstatus_to_exitcode(status)
+        if self.popen is not None:
+            self.popen.returncode = self.returncode  # reaped here: Popen must not wait again
+        return True
+
+    def kill_group(self, grace: float) -> None:
+        """SIGTERM to the command's process group, SIGKILL after ``grace`` seconds (to the
+        group again: grandchildren that outlived the child go too), and reap the child."""
+        pgid = self.pid  # setsid: the child leads its own group
+        if self.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGTERM)
+            if grace > 0:
+                self.wait_until(time.monotonic() + grace)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            self.wait_until(None)
+
+
+def _exits_by(pid: int, deadline: float) -> bool:
+    """Whether the child ``pid`` exits (without reaping it) before the deadline."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # no pidfds (Linux < 5.3)
+        return _exit_by_polling(pid, deadline)
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if poller.poll(math.ceil(left * 1000)):
+                return True
+    finally:
+        os.close(fd)
+
+
+def _exit_by_polling(pid: int, deadline: float) -> bool:
+    """Without pidfds: look for the exit (without reaping it) at growing intervals."""
+    delay = 0.0005
+    while True:
+        try:
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return True
+        except ChildProcessError:  # not ours to wait for: the waitpid that follows says so
+            return True
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(delay, left))
+        delay = min(delay * 2, 0.05)
 
 
 def _communicate(
-    proc: _Process, workload: bytes, output: _Output, deadline: float | None
+    child: _Child, workload: bytes, output: _Output, deadline: float | None
 ) -> str | None:
     """Feed stdin and read stdout/stderr until both close; "timeout" or "too much" when
     the command must be killed, None when its output ended."""
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     poller = select.poll()
-    fds: dict[int, str] = {}
-    for stream, kind, mask in (
-        (proc.stdout, "out", _POLL_IN),
-        (proc.stderr, "err", _POLL_IN),
-        (proc.stdin, "in", _POLL_OUT),
-    ):
-        fileno = stream.fileno()
-        os.set_blocking(fileno, False)
-        fds[fileno] = kind
-        poller.register(fileno, mask)
-    view = memoryview(workload)
-    if workload:  # most workloads fit in the pipe: written now, without a poll first
-        view = _write(proc, poller, fds, proc.stdin.fileno(), view)
+    reading: dict[int, Callable[[bytes], bool]] = {
+        child.stdout: output.add_out,
+        child.stderr: output.add_err,
+    }
+    for fd in reading:
+        poller.register(fd, _POLL_IN)
+    pending = memoryview(workload)
+    if len(workload) <= _AT_ONCE:
+        _write_at_once(child, workload)
     else:
-        _stop_writing(proc, poller, fds)
-    while "out" in fds.values() or "err" in fds.values():
-        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-        if wait == 0.0:
-            return "timeout"
-        events = poller.poll(None if wait is None else max(1, int(wait * 1000)))
-        for fd, _ in events:
-            name = fds.get(fd)
-            if name == "in":
-                view = _write(proc, poller, fds, fd, view)
-            elif name is not None and not _read(poller, fds, fd, name, output):
+        os.set_blocking(child.stdin, False)
+        poller.register(child.stdin, _POLL_OUT)
+        pending = _feed(child, poller, pending)
+    while reading:
+        if deadline is None:
+            events = poller.poll()
+        else:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return "timeout"
+            events = poller.poll(math.ceil(left * 1000))
+        for fd, revents in events:
+            if fd == child.stdin:
+                pending = _feed(child, poller, pending)
+            elif fd in reading and not _drain(poller, reading, fd, revents):
                 return "too much"
     return None
 
 
-def _write(
-    proc: _Process,
-    poller: select.poll,
-    fds: dict[int, str],
-    fd: int,
-    view: memoryview,
-) -> memoryview:
+def _write_at_once(child: _Child, workload: bytes) -> None:
+    """Write a workload of at most PIPE_BUF bytes to the empty stdin pipe (a blocking write
+    that cannot block: the pipe holds at least PIPE_BUF) and close stdin."""
     try:
-        view = view[os.write(fd, view[:_CHUNK]) :]
+        if workload:
+            os.write(child.stdin, workload)
+    except OSError as exc:  # EPIPE: the command exited without reading (like gearman -w)
+        if exc.errno not in (errno.EPIPE, errno.EINVAL):
+            raise
+    child.close_stdin()
+
+
+def _feed(child: _Child, poller: select.poll, pending: memoryview) -> memoryview:
+    """Write what the non-blocking stdin takes; close it when all is written."""
+    try:
+        pending = pending[os.write(child.stdin, pending[:_CHUNK]) :]
     except BlockingIOError:
-        return view
+        return pending
     except OSError as exc:  # EPIPE: the command does not read all of it (like gearman -w)
         if exc.errno not in (errno.EPIPE, errno.EINVAL):
             raise
-        view = view[:0]
-    if not view:
-        _stop_writing(proc, poller, fds)
-    return view
+        pending = pending[:0]
+    if not pending:
+        poller.unregister(child.stdin)
+        child.close_stdin()
+    return pending
 
 
-def _stop_writing(proc: _Process, poller: select.poll, fds: dict[int, str]) -> None:
-    assert proc.stdin is not None
-    fd = proc.stdin.fileno()
-    poller.unregister(fd)
-    fds.pop(fd, None)
-    with contextlib.suppress(OSError):
-        proc.stdin.close()
-
-
-def _read(poller: select.poll, fds: dict[int, str], fd: int, name: str, output: _Output) -> bool:
-    try:
+def _drain(
+    poller: select.poll, reading: dict[int, Callable[[bytes], bool]], fd: int, revents: int
+) -> bool:
+    """Read what poll announced on stdout or stderr (to the end once the writers are gone);
+    False when stdout went over max_output."""
+    add = reading[fd]
+    while True:
         data = os.read(fd, _CHUNK)
-    except BlockingIOError:
-        return True
-    if not data:
-        poller.unregister(fd)
-        fds.pop(fd)
-        return True
-    if name == "out":
-        return output.add_out(data)
-    output.add_err(data)
-    return True
-
-
-def _wait(proc: _Process, deadline: float | None) -> str:
-    """Wait for the child once its output ended (it may have closed stdout early)."""
-    try:
-        proc.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        return "timeout"
-    return "exit"
-
-
-def _kill_group(proc: _Process, grace: float) -> None:
-    """SIGTERM to the command's process group, SIGKILL after ``grace`` seconds (to the
-    group again: grandchildren that outlived the child go too), and reap the child."""
-    pgid = proc.pid  # start_new_session: the child leads its own group
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGTERM)
-        if grace > 0:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(grace)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):
-        proc.wait()
-
-
-def _close(proc: _Process) -> None:
-    for stream in (proc.stdin, proc.stdout, proc.stderr):
-        if stream is not None:
-            with contextlib.suppress(OSError):
-                stream.close()
+        if not data:
+            poller.unregister(fd)
+            del reading[fd]
+            return True
+        if not add(data):
+            return False
+        if not revents & select.POLLHUP:  # the command may write more: poll first
+            return True
 
 
 def _status(code: int) -> str:

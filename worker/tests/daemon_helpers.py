@@ -151,6 +151,7 @@ class RawClient:
     def __init__(self, address: ServerAddress, *, exceptions: bool = False) -> None:
         self.conn = Connection(address, connect_timeout=5)
         self.conn.connect()
+        self.exceptions = exceptions
         if exceptions:
             self.conn.send(Cmd.OPTION_REQ, b"exceptions")
             packet = self.conn.recv(5)

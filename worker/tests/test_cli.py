@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -399,3 +400,11 @@ def test_check_reads_the_worker_config_or_with_client_the_client_config(gearmand
     assert run_cli("check", "--client", "--config", str(worker_toml)).returncode == 0
     env = subprocess_env(GEARJOB_SERVERS="127.0.0.1:1")
     assert run_cli("check", "--config", str(worker_toml), env=env).returncode == 4
+
+
+def test_log_lines_show_control_characters_escaped() -> None:
+    formatter = cli.OneLineFormatter("%(levelname)s %(message)s", journal=True)
+    record = logging.LogRecord(
+        "gearjob.worker", logging.ERROR, __file__, 1, "job %s failed", ("a\rb\x1b[2J\tc\nd",), None
+    )
+    assert formatter.format(record) == "<3>ERROR job a\\x0db\\x1b[2J\tc | d failed"

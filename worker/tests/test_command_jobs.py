@@ -3,14 +3,20 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
 import subprocess
 from pathlib import Path
 
+import pytest
 from daemon_helpers import RawClient, run_cli, subprocess_env, wait_for, workers_for
 from test_interop import gearman_tool, needs_gearman_tool, needs_php
+
+from gearjob.command import CommandFailed, CommandRunner, CommandSpec
+from gearjob.errors import JobTimeout
+from gearjob.runners import Job
 
 pytest_plugins = ["daemon_fixtures"]
 
@@ -53,6 +59,37 @@ def test_workload_and_result_pass_byte_for_byte(gearmand, start_worker):
         assert client.run("cat", b"") == ("WORK_COMPLETE", b"")
         big = os.urandom(3 * 1024 * 1024)  # more than a pipe holds, both ways
         assert client.run("cat", big, timeout=30) == ("WORK_COMPLETE", big)
+
+
+def test_workloads_around_the_pipe_sizes_while_output_streams_first(gearmand, start_worker):
+    # workloads up to PIPE_BUF are written at once, larger ones fed as the command reads;
+    # this command writes 200000 bytes (more than its stdout pipe holds) before it reads
+    line = "sh -c 'head -c 200000 /dev/zero | tr \"\\0\" y; cat'"
+    command_worker(start_worker, gearmand, "--exec", line, "-f", "late_reader")
+    head = b"y" * 200_000
+    with RawClient(gearmand.address) as client:
+        for size in (4095, 4096, 4097, 65536, 65537, 1_000_000):
+            workload = os.urandom(size)
+            assert client.run("late_reader", workload, timeout=30) == (
+                "WORK_COMPLETE",
+                head + workload,
+            ), size
+
+
+def test_a_command_that_exits_without_reading_its_workload(gearmand, start_worker):
+    worker = command_worker(start_worker, gearmand, "--exec", "echo early", "-f", "early")
+    with RawClient(gearmand.address) as client:
+        for size in (0, 10, 4096, 4097, 3 * 1024 * 1024):  # small: one write; large: fed
+            assert client.run("early", b"x" * size, timeout=30) == ("WORK_COMPLETE", b"early\n")
+    assert "Broken pipe" not in worker.log()
+
+
+def test_commands_get_sigpipe_at_its_default(gearmand, start_worker):
+    # Python ignores SIGPIPE; a command must not inherit that (`yes` would then complain)
+    worker = command_worker(start_worker, gearmand, "--exec", "sh -c 'yes | head -c 4'", "-f", "y")
+    with RawClient(gearmand.address) as client:
+        assert client.run("y", b"") == ("WORK_COMPLETE", b"y\ny\n")
+    assert "Broken pipe" not in worker.log()
 
 
 def test_exit_status_and_signals_fail_the_job_and_the_worker_goes_on(gearmand, start_worker):
@@ -147,6 +184,22 @@ def test_timeout_kills_the_process_group_grandchildren_too(gearmand, start_worke
     assert len(grandchildren) == 2
     wait_for(lambda: not any(map(alive, grandchildren)), 3, "the grandchildren to be killed")
     worker.wait_log(r"job stuck H:\S+ failed: job stuck timed out after 1 s")
+
+
+def test_a_command_that_closes_its_output_is_still_timed(gearmand, start_worker, tmp_path):
+    # its output ended, but it runs on: waited for until the deadline, then killed
+    pid_file = tmp_path / "pid"
+    line = f"sh -c 'echo $$ > {pid_file}; echo out; exec >&- 2>&-; sleep \"$(cat)\"'"
+    worker = command_worker(
+        start_worker, gearmand, "--exec", line, "-f", "closer", "--job-timeout", "1"
+    )
+    with RawClient(gearmand.address) as client:
+        assert client.run("closer", b"0.3") == ("WORK_COMPLETE", b"out\n")
+        assert client.run("closer", b"300") == ("WORK_FAIL", b"")
+        pid = int(pid_file.read_text())
+        assert client.run("closer", b"0") == ("WORK_COMPLETE", b"out\n")
+    assert not alive(pid)
+    worker.wait_log(r"job closer H:\S+ failed: job closer timed out after 1 s")
 
 
 def test_configured_group_timeout_and_output_limit(gearmand, start_worker, tmp_path):
@@ -464,3 +517,47 @@ def test_the_configuration_examples_of_the_docs_are_valid():
         settings = _settings_from(tomllib.loads(block), "docs/command-jobs.md")
         groups += parse_groups(settings.commands, "docs/command-jobs.md")
     assert {g.name for g in groups} == {"drupal", "thumbnails"}
+
+
+# ---------------------------------------------- the runner alone (no server, no worker)
+
+
+def run_command(line: str, workload: bytes = b"", limit: float = 0.0, **spec) -> bytes:
+    runner = CommandRunner(CommandSpec(line, **spec), "test")
+    return runner.run(Job("f", "H:test:1", b"", workload, limit), lambda *a: None)
+
+
+def test_without_pidfds_the_exit_is_still_waited_for_within_the_limit(monkeypatch):
+    def no_pidfd(pid: int) -> int:
+        raise OSError(errno.ENOSYS, "pidfd_open")
+
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    closer = "sh -c 'echo out; exec >&- 2>&-; sleep \"$(cat)\"'"
+    assert run_command(closer, b"0.2", limit=5) == b"out\n"
+    with pytest.raises(JobTimeout, match=r"timed out after 0\.5 s"):
+        run_command(closer, b"30", limit=0.5, kill_grace=0.5)
+
+
+def test_a_program_that_moved_is_looked_up_again(monkeypatch, tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    script(first / "moving-job", "echo here\n")
+    monkeypatch.setenv("PATH", f"{first}:{second}:{os.environ['PATH']}")
+    runner = CommandRunner(CommandSpec("moving-job"), "test")
+    job = Job("f", "H:test:1", b"", b"", 0.0)
+    assert runner.run(job, lambda *a: None) == b"here\n"
+    (first / "moving-job").rename(second / "moving-job")
+    assert runner.run(job, lambda *a: None) == b"here\n"
+    (second / "moving-job").unlink()
+    with pytest.raises(CommandFailed, match="moving-job is not found"):
+        runner.run(job, lambda *a: None)
+
+
+def test_the_working_directory_path_keeps_the_same_semantics(tmp_path):
+    (tmp_path / "data").write_bytes(b"in cwd")
+    assert run_command("sh -c 'cat data; cat'", b"+stdin", cwd=str(tmp_path)) == b"in cwd+stdin"
+    with pytest.raises(CommandFailed, match="exited with status 4"):
+        run_command("sh -c 'exit 4'", cwd=str(tmp_path))
+    with pytest.raises(JobTimeout):
+        run_command("sleep 30", limit=0.3, cwd=str(tmp_path), kill_grace=0.2)

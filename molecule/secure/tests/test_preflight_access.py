@@ -28,7 +28,11 @@ CASES: list[tuple[str, dict[str, Any]]] = [
         "'gearman.example' is not an IP network",
         {"gearman_server_allowed_networks": ["gearman.example"]},
     ),
-    ("gearman_server_allowed_networks is empty", {"gearman_server_allowed_networks": []}),
+    ("admits no host besides this one", {"gearman_server_allowed_groups": []}),
+    (
+        "has no address for gearjob-secure-ghost",
+        {"gearman_server_allowed_groups": ["gearjob_clients", "ghosts"]},
+    ),
     ("gearman_server_firewall", {"gearman_server_firewall": "sometimes"}),
     ("gearman_server_tls_port is 4730", {"gearman_server_tls_port": 4730}),
     ("gearman_server_tls_listen", {"gearman_server_tls_listen": ["0.0.0.0", "127.0.0.1"]}),
@@ -46,8 +50,24 @@ def playbook(results: Path) -> list[dict[str, Any]]:
         "{{ access_results | default({}) | combine({'%d': {'task': ansible_failed_task.name, "
         "'msg': ansible_failed_result.msg | default('')}}) }}"
     )
-    # The scenario's whitelist names the member's address, from its facts.
-    plays: list[dict[str, Any]] = [{"name": "Facts", "hosts": "all", "gather_facts": True}]
+    # A member host that cannot be reached and whose ansible_host is a name: the preflight
+    # cannot gather its facts, finds no address for it, and names it.
+    ghost = {
+        "name": "gearjob-secure-ghost",
+        "groups": "ghosts",
+        "ansible_connection": "community.docker.docker",
+        "ansible_host": "gearjob-secure-ghost.invalid",
+    }
+    plays: list[dict[str, Any]] = [
+        {
+            "name": "A host without an address",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": [{"name": "Add it", "ansible.builtin.add_host": ghost}],
+        },
+        # The job server's own facts; the preflight gathers the members' itself.
+        {"name": "Facts", "hosts": "gearman_servers", "gather_facts": True},
+    ]
     plays += [
         {
             "name": f"Case {index}",

@@ -12,6 +12,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from gearjob_testinfra import firewall_admits
+from gearjob_testinfra import tcp_connect as connect
 from gearjob_workers import SCRATCH, new_tag, records, wait_until
 
 testinfra_hosts = ["ansible://gearman_servers"]
@@ -20,20 +22,6 @@ GEARMAN_PORT = 4730
 TLS_PORT = 4731
 TLS_DIR = "/etc/gearman-tls"
 CLIENT_TLS_DIR = "/etc/gearjob/tls"
-
-# Prints how a TCP connection to HOST PORT went: connected, refused, timeout or error.
-CONNECT = """
-import socket, sys
-try:
-    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5).close()
-    print("connected")
-except ConnectionRefusedError:
-    print("refused")
-except (TimeoutError, socket.timeout):
-    print("timeout")
-except OSError as exc:
-    print("error", exc)
-"""
 
 # Sends a Gearman ECHO_REQ in plain text to HOST PORT and prints what came back.
 PLAIN_ECHO = """
@@ -65,10 +53,6 @@ while True:
 def python(host: Any, code: str, *args: object) -> str:
     command = " ".join(["python3", "-c", shlex.quote(code), *(shlex.quote(str(a)) for a in args)])
     return host.check_output(command)
-
-
-def connect(client: Any, server: Any, port: int) -> str:
-    return python(client, CONNECT, server.backend.host, port)
 
 
 def address(host: Any) -> str:
@@ -150,8 +134,8 @@ def test_firewall_is_loaded_and_required(host: Any, group: Any) -> None:
     required_by = service.systemd_properties["RequiredBy"].split()
     assert {"gearman-job-server.service", "gearman-tls.service"} <= set(required_by)
     table = host.check_output("nft list table inet gearjob")
-    assert f"{address(member)}" in table
-    assert address(outsider) not in table
+    assert firewall_admits(host, address(member))
+    assert not firewall_admits(host, address(outsider))
     assert f"{GEARMAN_PORT}, {TLS_PORT}" in table
     # Only the table of its own: nothing else was added or flushed.
     tables = host.check_output("nft list tables").splitlines()

@@ -2,27 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-from types import ModuleType
-
 import pytest
+from filter_plugins import load_filter
 
-PLUGIN = (
-    Path(__file__).resolve().parents[3]
-    / "plugins/filter/gearman_server_networks.py"
-)
-
-
-def load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gearman_server_networks", PLUGIN)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-networks = load()
+networks = load_filter("gearman_server_networks")
 
 
 def test_the_filters_are_registered() -> None:
