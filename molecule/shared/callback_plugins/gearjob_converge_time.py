@@ -61,13 +61,16 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
             )
             self._current = None
 
-    def v2_playbook_on_task_start(self, task: Any, is_conditional: bool) -> None:
+    def v2_playbook_on_task_start(
+        self, task: Any, is_conditional: bool = False
+    ) -> None:
         now = time.monotonic()
         self._close_task(now)
         role = getattr(task, "_role", None)
         self._current = role.get_name(include_role_fqcn=False) if role else "(play)"
         self._current_start = now
 
+    # Ansible calls this one with the task alone.
     v2_playbook_on_handler_task_start = v2_playbook_on_task_start
 
     def v2_playbook_on_stats(self, stats: Any) -> None:
