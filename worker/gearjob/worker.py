@@ -61,7 +61,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, NamedTuple
 
-from gearjob import jobguard, payload, stats
+from gearjob import jobguard, payload, stats, summary
 from gearjob.catalog import Catalog
 from gearjob.command import CommandFailed
 from gearjob.config import ServerAddress, Settings
@@ -221,6 +221,9 @@ class Worker:
         self._job_fd: int | None = None
         self._log_info = log.isEnabledFor(logging.INFO)  # (set again by run())
         self._log_debug = log.isEnabledFor(logging.DEBUG)
+        self._summary = summary.Summary(time.monotonic())
+        self._log_each_job = settings.log_each_job
+        self._slow_job = settings.slow_job or math.inf  # 0: never logged as slow
         self._watchdog_stop = threading.Event()
 
     # ----------------------------------------------------------------- signals
@@ -350,9 +353,11 @@ class Worker:
         stats_writer = stats.start(lambda: (self.jobs_done, self.jobs_failed.copy()))
         try:
             self._loop()
+            self._log_summary(self._summary.lines(_monotonic()))
             log.info("worker exiting: %s (%d job(s) done)", self._stop_reason, self.jobs_done)
             return 0
         except WorkerKilled as killed:
+            self._log_summary(self._summary.lines(_monotonic()))
             current = self._current
             if current is not None:
                 log.warning(
@@ -424,6 +429,7 @@ class Worker:
                     # a quiet second: scheduled jobs may be due (and part of a packet held
                     # back by the wake-up threshold is read, for _drop_stalled)
                     self._regrab_sleeping()
+                    self._log_summary(self._summary.due(_monotonic()))
                 for fd, _ in events:
                     data = watched.get(fd, _UNWATCHED)
                     if data is None:
@@ -862,11 +868,28 @@ class Worker:
         if _sending():
             _wait_sends()
         self.jobs_done += 1
-        if outcome is not None:
+        ended = _monotonic()
+        duration = ended - started
+        if outcome is None:
+            kind = summary.OK
+            if duration >= self._slow_job:
+                log.warning(
+                    "job %s %s was slow: done in %.3f s (slow_job is %g s)",
+                    name,
+                    handle,
+                    duration,
+                    self._slow_job,
+                )
+            elif self._log_each_job and self._log_info:
+                log.info("job %s %s done in %.3f s", name, handle, duration)
+        else:
+            kind = summary.TIMED_OUT if isinstance(outcome, JobTimeout) else summary.FAILED
             self.jobs_failed[name] = self.jobs_failed.get(name, 0) + 1
-            self._log_failure(name, handle, _monotonic() - started, outcome)
-        elif self._log_info:
-            log.info("job %s %s done in %.3f s", name, handle, _monotonic() - started)
+            self._log_failure(name, handle, duration, outcome)
+        if self._log_info:
+            lines = self._summary.add(name, kind, duration, ended)
+            if lines:
+                self._log_summary(lines)
         if (
             not self._grab_queue
             and not self._stop
@@ -927,6 +950,10 @@ class Worker:
             self._in_job = False
         return value
 
+    def _log_summary(self, lines: list[str]) -> None:
+        for line in lines:
+            log.info("%s", line)
+
     def _log_failure(self, name: str, handle: str, duration: float, exc: BaseException) -> None:
         if isinstance(exc, JobTimeout):
             log.error("job %s %s failed: %s", name, handle, exc)
@@ -965,6 +992,8 @@ class Worker:
             return
         old, new = set(self.registry.names()), set(registry.names())
         self.settings = settings
+        self._log_each_job = settings.log_each_job
+        self._slow_job = settings.slow_job or math.inf
         self.registry = registry
         self._refresh_at = registry.next_refresh()
         log.info(
