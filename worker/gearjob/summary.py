@@ -16,7 +16,7 @@ Pure bookkeeping: the caller passes the clock readings, so tests need no sleepin
 
 from __future__ import annotations
 
-__all__ = ["INTERVAL", "OK", "FAILED", "TIMED_OUT", "Summary"]
+__all__ = ["FAILED", "INTERVAL", "OK", "TIMED_OUT", "Summary"]
 
 #: seconds between two summaries
 INTERVAL = 60.0
@@ -52,8 +52,7 @@ class Summary:
             counts = self._functions[name] = _Counts()
         counts.counts[outcome] += 1
         counts.total += duration
-        if duration > counts.longest:
-            counts.longest = duration
+        counts.longest = max(counts.longest, duration)
         if now < self._due:
             return []
         return self.lines(now)
