@@ -70,7 +70,7 @@ from gearjob.context import slot as _job_slot
 from gearjob.context import wait_sends as _wait_sends
 from gearjob.errors import GearjobError, JobTimeout, PayloadError, ProtocolError, ServerUnavailable
 from gearjob.protocol import HEADER_SIZE, MAGIC_REQ, Cmd, Connection, OversizePacket, pack
-from gearjob.runners import BadArguments, Job
+from gearjob.runners import BadArguments, Job, Runner
 from gearjob.sdnotify import Notifier
 
 log = logging.getLogger("gearjob.worker")
@@ -222,6 +222,10 @@ class Worker:
         self._log_info = log.isEnabledFor(logging.INFO)  # (set again by run())
         self._log_debug = log.isEnabledFor(logging.DEBUG)
         self._summary = summary.Summary(time.monotonic())
+        # raw function name -> (name, time limit, runner): _job's look-ups in one (emptied
+        # whenever the registry or the settings change; only registered functions)
+        self._functions: dict[bytes, tuple[str, float, Runner]] = {}
+        self._max_jobs = settings.max_jobs or math.inf
         self._log_each_job = settings.log_each_job
         self._slow_job = settings.slow_job or math.inf  # 0: never logged as slow
         self._watchdog_stop = threading.Event()
@@ -398,6 +402,7 @@ class Worker:
         # the loop turns at least this often (the watchdog thread checks its heartbeat)
         interval = self.notifier.watchdog_interval
         longest = REGRAB_IDLE if interval is None else min(REGRAB_IDLE, interval)
+        longest_ms = _ceil(longest * 1000)
         while True:
             self._heartbeat = _monotonic()
             if self._stop:
@@ -419,12 +424,10 @@ class Worker:
             ready = [link for link in self.links if link.conn and link.conn.has_buffered()]
             if not ready:
                 self._arm()
-                timeout = longest if self._settled else min(longest, self._select_timeout())
-                if self._refresh_at is not None:
-                    timeout = max(0.0, min(timeout, self._refresh_at - _monotonic()))
-                if self._mid_packet:
-                    timeout = min(timeout, self._packet_timeout())
-                events = poll(_ceil(timeout * 1000))
+                if self._settled and self._refresh_at is None and not self._mid_packet:
+                    events = poll(longest_ms)
+                else:
+                    events = poll(self._wait_ms(longest))
                 if not events:
                     # a quiet second: scheduled jobs may be due (and part of a packet held
                     # back by the wake-up threshold is read, for _drop_stalled)
@@ -440,6 +443,16 @@ class Worker:
                         self._probe_done(data)
             for link in ready:
                 self._read(link)
+
+    def _wait_ms(self, longest: float) -> int:
+        """How long the loop may wait (milliseconds) while a connect, a reconnect, a
+        function list or the rest of a packet is due."""
+        timeout = longest if self._settled else min(longest, self._select_timeout())
+        if self._refresh_at is not None:
+            timeout = max(0.0, min(timeout, self._refresh_at - _monotonic()))
+        if self._mid_packet:
+            timeout = min(timeout, self._packet_timeout())
+        return _ceil(timeout * 1000)
 
     def _regrab_sleeping(self) -> None:
         """Ask the sleeping servers for a job again. gearmand does not wake sleeping workers
@@ -732,7 +745,8 @@ class Worker:
                 self._job(link, args[0], args[1], args[3], args[2])
             else:
                 self._handle(link, cmd, args)
-        self._note_partial(link, conn)
+        if self._mid_packet or conn.partial_mark() is not None:
+            self._note_partial(link, conn)
 
     def _note_partial(self, link: _Link, conn: Connection) -> None:
         """Remember when a link last got data while part of a packet is missing."""
@@ -762,7 +776,7 @@ class Worker:
                     and not self._grab_queue
                     and not self._stop
                     and not self._reload_requested
-                    and not self._max_reached()
+                    and self.jobs_done < self._max_jobs
                 ):
                     # the hot path: grab from this server now (as _grab_next would)
                     if self._send(link, _GRAB_SLEEP):
@@ -806,6 +820,15 @@ class Worker:
 
     # ------------------------------------------------------------------- jobs
 
+    def _function(self, raw_function: bytes) -> tuple[str, float, Runner | None]:
+        """The name, time limit and runner (None: not registered) of a function."""
+        name = raw_function.decode("utf-8", "replace")
+        runner = self.registry.get(name)
+        known = (name, self._timeout_for(name), runner)
+        if runner is not None:
+            self._functions[raw_function] = (name, known[1], runner)
+        return known
+
     def _timeout_for(self, name: str) -> float:
         limit = self.settings.job_timeouts.get(name)
         if limit is None:
@@ -828,8 +851,7 @@ class Worker:
         """Run one job and send its result; ``rejected``: fail it with that error instead
         of running it (``json_results`` then tells whether a gearjob client sent it)."""
         handle = raw_handle.decode("utf-8", "replace")
-        name = raw_function.decode("utf-8", "replace")
-        limit = self._timeout_for(name)
+        name, limit, runner = self._functions.get(raw_function) or self._function(raw_function)
         started = _monotonic()
         self._current = _Current(name, handle, started, started + limit if limit else None)
         self._job_link = link
@@ -841,7 +863,6 @@ class Worker:
         try:
             if rejected is not None:
                 raise rejected
-            runner = self.registry.get(name)
             if runner is None:
                 raise self._unknown(name)
             _job_slot[0] = (link.conn, raw_handle, raw_function, unique)  # current_job()
@@ -894,7 +915,7 @@ class Worker:
             not self._grab_queue
             and not self._stop
             and not self._reload_requested
-            and not self._max_reached()
+            and self.jobs_done < self._max_jobs
         ):
             # the common case: one write for the result and the next GRAB (and PRE_SLEEP
             # when the queue was empty last time)
@@ -912,8 +933,7 @@ class Worker:
             self._record("idle")
 
     def _max_reached(self) -> bool:
-        max_jobs = self.settings.max_jobs
-        return max_jobs is not None and 0 < max_jobs <= self.jobs_done
+        return self.jobs_done >= self._max_jobs
 
     def _lost_result(self, name: str, handle: str, link: _Link) -> None:
         log.warning(
@@ -994,6 +1014,8 @@ class Worker:
         self.settings = settings
         self._log_each_job = settings.log_each_job
         self._slow_job = settings.slow_job or math.inf
+        self._max_jobs = settings.max_jobs or math.inf
+        self._functions.clear()
         self.registry = registry
         self._refresh_at = registry.next_refresh()
         log.info(
@@ -1011,6 +1033,7 @@ class Worker:
         if _monotonic() < self._refresh_at:  # type: ignore[operator]
             return
         added, removed = self.registry.refresh_due()
+        self._functions.clear()
         self._refresh_at = self.registry.next_refresh()
         if added or removed:
             log.info(
