@@ -73,6 +73,14 @@ from gearjob.protocol import HEADER_SIZE, MAGIC_REQ, Cmd, Connection, OversizePa
 from gearjob.runners import BadArguments, Job, Runner
 from gearjob.sdnotify import Notifier
 
+try:
+    # signal.getsignal() passes the handler through an enum look-up that raises and catches
+    # ValueError for a Python handler: about 20,000 instructions, before every job with a time
+    # limit (_ensure_alarm_handler). CPython's _signal.getsignal is the same call without it.
+    from _signal import getsignal as _getsignal  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - not CPython
+    _getsignal = signal.getsignal
+
 log = logging.getLogger("gearjob.worker")
 
 BACKOFF_START = 0.25
@@ -101,6 +109,7 @@ _ASSIGN = Cmd.JOB_ASSIGN_UNIQ
 _NO_JOB = Cmd.NO_JOB
 _NOOP = Cmd.NOOP
 _HEADER = struct.Struct(">4sII").pack
+_SIGALRM = signal.SIGALRM
 _COMPLETE_HEADER = (MAGIC_REQ, int(Cmd.WORK_COMPLETE))
 _monotonic = time.monotonic
 _ceil = math.ceil
@@ -229,6 +238,8 @@ class Worker:
         self._log_each_job = settings.log_each_job
         self._slow_job = settings.slow_job or math.inf  # 0: never logged as slow
         self._watchdog_stop = threading.Event()
+        # one bound method, installed and compared before every job with a time limit
+        self._alarm_handler = self._on_alarm
 
     # ----------------------------------------------------------------- signals
 
@@ -274,13 +285,13 @@ class Worker:
 
     def _ensure_alarm_handler(self, name: str) -> None:
         """Put the time limit's SIGALRM handler back if an earlier job replaced it."""
-        if signal.getsignal(signal.SIGALRM) != self._on_alarm:
+        if _getsignal(_SIGALRM) is not self._alarm_handler:
             log.warning(
                 "before job %s: an earlier job replaced the SIGALRM handler that enforces "
                 "time limits; restored it (jobs must not use SIGALRM)",
                 name,
             )
-            signal.signal(signal.SIGALRM, self._on_alarm)
+            signal.signal(signal.SIGALRM, self._alarm_handler)
 
     def _install_signals(self) -> dict[int, Any]:
         self._wake_r.setblocking(False)
@@ -290,7 +301,7 @@ class Worker:
             (signal.SIGTERM, self._on_stop_signal),
             (signal.SIGINT, self._on_stop_signal),
             (signal.SIGHUP, self._on_hup),
-            (signal.SIGALRM, self._on_alarm),
+            (signal.SIGALRM, self._alarm_handler),
         ):
             previous[signum] = signal.signal(signum, handler)
         signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
