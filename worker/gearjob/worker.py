@@ -99,6 +99,8 @@ STATUS_INTERVAL = 0.5
 PACKET_TIMEOUT_FACTOR = 6
 #: size of every record in $GEARJOB_JOB_FILE (padded with spaces, so one write replaces it)
 JOB_RECORD_SIZE = 512
+#: the job file's record between jobs
+_IDLE_RECORD = b"idle\n".ljust(JOB_RECORD_SIZE)
 
 #: the answer to GRAB_JOB_UNIQ + PRE_SLEEP when no job is waiting: NO_JOB, then NOOP
 PRESLEEP_ANSWER = 2 * HEADER_SIZE
@@ -280,7 +282,7 @@ class Worker:
                     _job_lock.release()
 
         jobguard.stop_stuck_job(
-            current.name, current.handle, limit, send_fail, lambda: self._record("idle")
+            current.name, current.handle, limit, send_fail, lambda: self._record(_IDLE_RECORD)
         )
 
     def _ensure_alarm_handler(self, name: str) -> None:
@@ -329,16 +331,17 @@ class Worker:
                 exc,
             )
             return
-        self._record("idle")
+        self._record(_IDLE_RECORD)
 
-    def _record(self, text: str) -> None:
+    def _record(self, data: bytes) -> None:
         """Replace the job file's record (one write: the record has a fixed size)."""
         fd = self._job_fd
         if fd is None:
             return
-        data = text.encode("utf-8", "replace")[: JOB_RECORD_SIZE - 1] + b"\n"
+        if len(data) != JOB_RECORD_SIZE:
+            data = (data[: JOB_RECORD_SIZE - 1] + b"\n").ljust(JOB_RECORD_SIZE)
         try:
-            os.pwrite(fd, data.ljust(JOB_RECORD_SIZE), 0)
+            os.pwrite(fd, data, 0)
         except OSError as exc:
             log.warning("cannot write the job file %s: %s; writing it no more", self._job_file, exc)
             self._close_job_file()
@@ -395,7 +398,7 @@ class Worker:
             self._restore_signals(previous)
             self.close()
             if self._current is None:
-                self._record("idle")
+                self._record(_IDLE_RECORD)
             self._close_job_file()
 
     def close(self) -> None:
@@ -867,7 +870,7 @@ class Worker:
         self._current = _Current(name, handle, started, started + limit if limit else None)
         self._job_link = link
         if self._job_fd is not None:
-            self._record(f"running {name} {handle}")
+            self._record(b"running " + raw_function + b" " + raw_handle)
         if self._log_debug:
             log.debug("job %s %s started (%d bytes)", name, handle, len(workload))
         job = Job(name, handle, unique, workload, limit)
@@ -941,7 +944,7 @@ class Worker:
         else:
             self._lost_result(name, handle, link)
         if self._job_fd is not None:
-            self._record("idle")
+            self._record(_IDLE_RECORD)
 
     def _max_reached(self) -> bool:
         return self.jobs_done >= self._max_jobs
