@@ -353,7 +353,7 @@ def measure(args: argparse.Namespace, box: Container) -> dict:
         }
         r["queues"][queue_type] = figures
         if queue_type == "memory":
-            say("memory queue: what the units' per-job STATUS and journal line cost")
+            say("memory queue: what Type=notify, the log level and a journal line per job cost")
             r["variants"] = agent(
                 box, "variants", "--jobs", str(jobs), "--workers", str(args.workers)
             )
