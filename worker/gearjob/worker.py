@@ -39,6 +39,10 @@ message to PID 1 per job would cost a busy worker more than the job itself. With
 ``$GEARJOB_JOB_FILE`` set, the worker writes "running JOB HANDLE" to that file when a job
 starts and "idle" when it ends (one ``pwrite`` each, nobody woken), so that whoever sees the
 process die (the unit's ExecStopPost) can name the job it was running.
+
+Logging: failures and timeouts at ERROR and slow jobs (``slow_job`` seconds) at WARNING, one
+line each with function and handle; successful jobs only in the summary of
+:mod:`gearjob.summary` (a line per function a minute, at INFO), unless ``log_each_job``.
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ from gearjob.sdnotify import Notifier
 
 try:
     # signal.getsignal() passes the handler through an enum look-up that raises and catches
-    # ValueError for a Python handler: about 20,000 instructions, before every job with a time
+    # ValueError for a Python handler: about 23,000 instructions, before every job with a time
     # limit (_ensure_alarm_handler). CPython's _signal.getsignal is the same call without it.
     from _signal import getsignal as _getsignal  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - not CPython
@@ -838,10 +842,10 @@ class Worker:
         """The name, time limit and runner (None: not registered) of a function."""
         name = raw_function.decode("utf-8", "replace")
         runner = self.registry.get(name)
-        known = (name, self._timeout_for(name), runner)
+        limit = self._timeout_for(name)
         if runner is not None:
-            self._functions[raw_function] = (name, known[1], runner)
-        return known
+            self._functions[raw_function] = (name, limit, runner)
+        return name, limit, runner
 
     def _timeout_for(self, name: str) -> float:
         limit = self.settings.job_timeouts.get(name)
