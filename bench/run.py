@@ -325,6 +325,27 @@ def instructions(stacks: list[Stack]) -> dict[str, dict[str, float]]:
             key: (runs[1] - runs[0]) / 1000
             for key, runs in (("client_fg", client), ("worker_fg", fg), ("worker_bg", bg))
         }
+    # the floor: a worker that does only what every Python worker must (bench/peers)
+    minimal = Stack(
+        "minimal",
+        [
+            sys.executable,
+            str(PEERS / "minimal_worker.py"),
+            "worker",
+            "127.0.0.1",
+            "{port}",
+            FUNCTION,
+        ],
+        [],
+        c.env,
+    )
+    print("instructions: the minimal Python worker", file=sys.stderr, flush=True)
+    fg = [worker_instructions(minimal, c, "fg", k) for k in (300, 1300)]
+    bg = [worker_instructions(minimal, c, "bg", k) for k in (300, 1300)]
+    figures[minimal.name] = {
+        "worker_fg": (fg[1] - fg[0]) / 1000,
+        "worker_bg": (bg[1] - bg[0]) / 1000,
+    }
     return figures
 
 
@@ -460,6 +481,12 @@ def main() -> int:
             print(
                 f"| {label} | " + " | ".join(f"{counts[n][key] / 1000:,.1f}" for n in names) + " |"
             )
+        floor = counts["minimal"]
+        print(
+            "\nThe least a Python worker does per job (bench/peers/minimal_worker.py: parse, "
+            f"call, reply; no checks): {floor['worker_fg'] / 1000:,.1f}k instructions per "
+            f"foreground job, {floor['worker_bg'] / 1000:,.1f}k per drained background job."
+        )
     print()
     for label, ok in checks:
         print(f"{'met ' if ok else 'MISSED'} {label}")

@@ -231,12 +231,13 @@ def report_variants(w: int, mem: dict[str, float], v: dict[str, float]) -> None:
     for label, rate in (
         (f"{w} C workers (median above)", mem["drain_c_jobs_s"]),
         (f"{w} gearjob-worker@ units as provisioned (median above)", mem["drain_gearjob_jobs_s"]),
-        ("transient units, Type=notify, log level info", v["drain_notify_info_jobs_s"]),
-        ("transient units, Type=exec (no STATUS per job), info", v["drain_exec_info_jobs_s"]),
+        ("transient units, Type=notify, info (a summary a minute)", v["drain_notify_info_jobs_s"]),
         (
-            "transient units, Type=notify, warning (no journal line)",
-            v["drain_notify_warning_jobs_s"],
+            "transient units, Type=notify, info, --log-each-job (a journal line per job)",
+            v["drain_notify_info_each_job_jobs_s"],
         ),
+        ("transient units, Type=exec, info", v["drain_exec_info_jobs_s"]),
+        ("transient units, Type=notify, warning", v["drain_notify_warning_jobs_s"]),
         ("transient units, Type=exec, warning", v["drain_exec_warning_jobs_s"]),
     ):
         print(f"| {label} | {rate:,.0f} | {rate / mem['drain_c_jobs_s']:.2f}x |")
@@ -352,7 +353,7 @@ def measure(args: argparse.Namespace, box: Container) -> dict:
         }
         r["queues"][queue_type] = figures
         if queue_type == "memory":
-            say("memory queue: what the units' per-job STATUS and journal line cost")
+            say("memory queue: what Type=notify, the log level and a journal line per job cost")
             r["variants"] = agent(
                 box, "variants", "--jobs", str(jobs), "--workers", str(args.workers)
             )
@@ -403,8 +404,8 @@ def main() -> int:
     parser.add_argument(
         "--worker-log-level",
         choices=["debug", "info", "warning", "error"],
-        help="gearjob_worker_log_level of the units (default: the role's, info: a journal\n"
-        "line per job)",
+        help="gearjob_worker_log_level of the units (default: the role's, info: a summary\n"
+        "line per function a minute)",
     )
     parser.add_argument(
         "--name", default="gearjob-stackbench-host", help="container name (the network: NAME-net)"

@@ -13,7 +13,8 @@
 # (gearjob-stackbench-host, gearjob-stackbench-host-net) are removed whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-NAME=gearjob-stackbench-host
+# GEARJOB_STACKBENCH_NAME: another container name, for runs beside another one on the same host
+NAME=${GEARJOB_STACKBENCH_NAME:-gearjob-stackbench-host}
 for arg in "$@"; do
     case "$arg" in -h|--help) exec python3 bench/stack.py --help ;; esac
 done

@@ -224,6 +224,14 @@ def _add_worker(sub: Any) -> None:
         help="fail a job that runs longer (0 = no limit; default: config job_timeout; "
         "[job_timeouts] entries still apply to their jobs)",
     )
+    p.add_argument(
+        "--log-each-job",
+        action="store_true",
+        default=None,
+        help="log a line per successful job at level info (default: config log_each_job, "
+        "else off: one summary line per function a minute; failures, timeouts and slow "
+        "jobs are always logged)",
+    )
 
 
 def _add_submit(sub: Any) -> None:
@@ -617,6 +625,8 @@ def _worker_settings(args: argparse.Namespace) -> Settings:
         settings.max_jobs = args.max_jobs or None
     if getattr(args, "job_timeout", None) is not None:
         settings.job_timeout = args.job_timeout or None
+    if getattr(args, "log_each_job", None):
+        settings.log_each_job = True
     return settings
 
 

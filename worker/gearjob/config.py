@@ -7,6 +7,8 @@ The same file layout serves ``client.toml`` and ``worker.toml``::
     timeout = 60            # client: seconds per call, 0 = wait forever
     job_timeout = 3600      # worker: seconds per job, 0 = no limit
     max_jobs = 0            # worker: exit after this many jobs, 0 = unlimited
+    slow_job = 10           # worker: log a job that took this long (WARNING), 0 = never
+    log_each_job = false    # worker: a log line per successful job (else a summary a minute)
     max_packet_size = 67108864
     client_id = "web1"
     [tls]
@@ -60,6 +62,8 @@ MIN_PACKET_SIZE = 1024
 MAX_PACKET_SIZE = 1024 * 1024 * 1024  # 1 GiB: a packet larger than that is not a job
 #: the longest timeout or time limit (a year); more overflows the system's timers
 MAX_SECONDS = 365 * 24 * 3600.0
+#: a job that takes longer (seconds) is logged at WARNING (worker.toml ``slow_job``)
+DEFAULT_SLOW_JOB = 10.0
 #: the longest host name DNS allows
 MAX_HOST_NAME = 253
 CLIENT_CONFIG = "/etc/gearjob/client.toml"
@@ -211,6 +215,10 @@ class Settings:
     job_timeout: float | None = None
     job_timeouts: dict[str, float] = field(default_factory=dict)
     max_jobs: int | None = None
+    #: seconds after which a successful job is logged as slow (0: never)
+    slow_job: float = DEFAULT_SLOW_JOB
+    #: log every successful job (else only the summary lines of gearjob.summary)
+    log_each_job: bool = False
     max_packet_size: int = DEFAULT_MAX_PACKET
     client_id: str | None = None
     tls: TLSSettings | None = None
@@ -230,6 +238,8 @@ _TOP_KEYS = {
     "timeout",
     "job_timeout",
     "max_jobs",
+    "slow_job",
+    "log_each_job",
     "max_packet_size",
     "client_id",
     "tls",
@@ -348,6 +358,12 @@ def _settings_from(data: dict[str, Any], source: str) -> Settings:
             setattr(s, key, seconds or None)
     if "max_jobs" in data:
         s.max_jobs = r.integer("max_jobs", data["max_jobs"], minimum=0) or None
+    if "slow_job" in data:
+        s.slow_job = r.number("slow_job", data["slow_job"], allow_zero=True)
+    if "log_each_job" in data:
+        if not isinstance(data["log_each_job"], bool):
+            raise r.fail("log_each_job", data["log_each_job"], "expected true or false")
+        s.log_each_job = data["log_each_job"]
     if "max_packet_size" in data:
         s.max_packet_size = r.integer(
             "max_packet_size",

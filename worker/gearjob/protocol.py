@@ -498,7 +498,9 @@ class Connection:
 
         Raises ServerUnavailable on a lost connection, TimeoutError after ``timeout``.
         """
-        sock = self._require()
+        sock = self._sock
+        if sock is None:
+            raise ServerUnavailable(f"{self._name}: not connected", self._name)
         if self._out:
             self._out += data
             data = b""
@@ -886,11 +888,13 @@ class Connection:
         """True when reading needs no more data from the socket: a complete packet (or
         bytes that are not a packet, or an oversize packet to report) is buffered. Check
         it before select."""
-        if self._deferred is not None:
-            return True
         buf = self._buf
         pos = self._pos
         have = len(buf) - pos
+        if not have:  # the usual case: everything read was handled
+            return self._deferred is not None
+        if self._deferred is not None:
+            return True
         if have < HEADER_SIZE:
             return have > 0 and buf[pos] != 0
         magic: bytes

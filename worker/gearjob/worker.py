@@ -39,6 +39,10 @@ message to PID 1 per job would cost a busy worker more than the job itself. With
 ``$GEARJOB_JOB_FILE`` set, the worker writes "running JOB HANDLE" to that file when a job
 starts and "idle" when it ends (one ``pwrite`` each, nobody woken), so that whoever sees the
 process die (the unit's ExecStopPost) can name the job it was running.
+
+Logging: failures and timeouts at ERROR and slow jobs (``slow_job`` seconds) at WARNING, one
+line each with function and handle; successful jobs only in the summary of
+:mod:`gearjob.summary` (a line per function a minute, at INFO), unless ``log_each_job``.
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, NamedTuple
 
-from gearjob import jobguard, payload, stats
+from gearjob import jobguard, payload, stats, summary
 from gearjob.catalog import Catalog
 from gearjob.command import CommandFailed
 from gearjob.config import ServerAddress, Settings
@@ -70,8 +74,16 @@ from gearjob.context import slot as _job_slot
 from gearjob.context import wait_sends as _wait_sends
 from gearjob.errors import GearjobError, JobTimeout, PayloadError, ProtocolError, ServerUnavailable
 from gearjob.protocol import HEADER_SIZE, MAGIC_REQ, Cmd, Connection, OversizePacket, pack
-from gearjob.runners import BadArguments, Job
+from gearjob.runners import BadArguments, Job, Runner
 from gearjob.sdnotify import Notifier
+
+try:
+    # signal.getsignal() passes the handler through an enum look-up that raises and catches
+    # ValueError for a Python handler: about 23,000 instructions, before every job with a time
+    # limit (_ensure_alarm_handler). CPython's _signal.getsignal is the same call without it.
+    from _signal import getsignal as _getsignal  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - not CPython
+    _getsignal = signal.getsignal
 
 log = logging.getLogger("gearjob.worker")
 
@@ -91,6 +103,8 @@ STATUS_INTERVAL = 0.5
 PACKET_TIMEOUT_FACTOR = 6
 #: size of every record in $GEARJOB_JOB_FILE (padded with spaces, so one write replaces it)
 JOB_RECORD_SIZE = 512
+#: the job file's record between jobs
+_IDLE_RECORD = b"idle\n".ljust(JOB_RECORD_SIZE)
 
 #: the answer to GRAB_JOB_UNIQ + PRE_SLEEP when no job is waiting: NO_JOB, then NOOP
 PRESLEEP_ANSWER = 2 * HEADER_SIZE
@@ -101,6 +115,7 @@ _ASSIGN = Cmd.JOB_ASSIGN_UNIQ
 _NO_JOB = Cmd.NO_JOB
 _NOOP = Cmd.NOOP
 _HEADER = struct.Struct(">4sII").pack
+_SIGALRM = signal.SIGALRM
 _COMPLETE_HEADER = (MAGIC_REQ, int(Cmd.WORK_COMPLETE))
 _monotonic = time.monotonic
 _ceil = math.ceil
@@ -221,7 +236,16 @@ class Worker:
         self._job_fd: int | None = None
         self._log_info = log.isEnabledFor(logging.INFO)  # (set again by run())
         self._log_debug = log.isEnabledFor(logging.DEBUG)
+        self._summary = summary.Summary(time.monotonic())
+        # raw function name -> (name, time limit, runner): _job's look-ups in one (emptied
+        # whenever the registry or the settings change; only registered functions)
+        self._functions: dict[bytes, tuple[str, float, Runner]] = {}
+        self._max_jobs = settings.max_jobs or math.inf
+        self._log_each_job = settings.log_each_job
+        self._slow_job = settings.slow_job or math.inf  # 0: never logged as slow
         self._watchdog_stop = threading.Event()
+        # one bound method, installed and compared before every job with a time limit
+        self._alarm_handler = self._on_alarm
 
     # ----------------------------------------------------------------- signals
 
@@ -262,18 +286,18 @@ class Worker:
                     _job_lock.release()
 
         jobguard.stop_stuck_job(
-            current.name, current.handle, limit, send_fail, lambda: self._record("idle")
+            current.name, current.handle, limit, send_fail, lambda: self._record(_IDLE_RECORD)
         )
 
     def _ensure_alarm_handler(self, name: str) -> None:
         """Put the time limit's SIGALRM handler back if an earlier job replaced it."""
-        if signal.getsignal(signal.SIGALRM) != self._on_alarm:
+        if _getsignal(_SIGALRM) is not self._alarm_handler:
             log.warning(
                 "before job %s: an earlier job replaced the SIGALRM handler that enforces "
                 "time limits; restored it (jobs must not use SIGALRM)",
                 name,
             )
-            signal.signal(signal.SIGALRM, self._on_alarm)
+            signal.signal(signal.SIGALRM, self._alarm_handler)
 
     def _install_signals(self) -> dict[int, Any]:
         self._wake_r.setblocking(False)
@@ -283,7 +307,7 @@ class Worker:
             (signal.SIGTERM, self._on_stop_signal),
             (signal.SIGINT, self._on_stop_signal),
             (signal.SIGHUP, self._on_hup),
-            (signal.SIGALRM, self._on_alarm),
+            (signal.SIGALRM, self._alarm_handler),
         ):
             previous[signum] = signal.signal(signum, handler)
         signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
@@ -311,16 +335,17 @@ class Worker:
                 exc,
             )
             return
-        self._record("idle")
+        self._record(_IDLE_RECORD)
 
-    def _record(self, text: str) -> None:
+    def _record(self, data: bytes) -> None:
         """Replace the job file's record (one write: the record has a fixed size)."""
         fd = self._job_fd
         if fd is None:
             return
-        data = text.encode("utf-8", "replace")[: JOB_RECORD_SIZE - 1] + b"\n"
+        if len(data) != JOB_RECORD_SIZE:
+            data = (data[: JOB_RECORD_SIZE - 1] + b"\n").ljust(JOB_RECORD_SIZE)
         try:
-            os.pwrite(fd, data.ljust(JOB_RECORD_SIZE), 0)
+            os.pwrite(fd, data, 0)
         except OSError as exc:
             log.warning("cannot write the job file %s: %s; writing it no more", self._job_file, exc)
             self._close_job_file()
@@ -350,9 +375,11 @@ class Worker:
         stats_writer = stats.start(lambda: (self.jobs_done, self.jobs_failed.copy()))
         try:
             self._loop()
+            self._log_summary(self._summary.lines(_monotonic()))
             log.info("worker exiting: %s (%d job(s) done)", self._stop_reason, self.jobs_done)
             return 0
         except WorkerKilled as killed:
+            self._log_summary(self._summary.lines(_monotonic()))
             current = self._current
             if current is not None:
                 log.warning(
@@ -375,7 +402,7 @@ class Worker:
             self._restore_signals(previous)
             self.close()
             if self._current is None:
-                self._record("idle")
+                self._record(_IDLE_RECORD)
             self._close_job_file()
 
     def close(self) -> None:
@@ -393,6 +420,7 @@ class Worker:
         # the loop turns at least this often (the watchdog thread checks its heartbeat)
         interval = self.notifier.watchdog_interval
         longest = REGRAB_IDLE if interval is None else min(REGRAB_IDLE, interval)
+        longest_ms = _ceil(longest * 1000)
         while True:
             self._heartbeat = _monotonic()
             if self._stop:
@@ -414,16 +442,15 @@ class Worker:
             ready = [link for link in self.links if link.conn and link.conn.has_buffered()]
             if not ready:
                 self._arm()
-                timeout = longest if self._settled else min(longest, self._select_timeout())
-                if self._refresh_at is not None:
-                    timeout = max(0.0, min(timeout, self._refresh_at - _monotonic()))
-                if self._mid_packet:
-                    timeout = min(timeout, self._packet_timeout())
-                events = poll(_ceil(timeout * 1000))
+                if self._settled and self._refresh_at is None and not self._mid_packet:
+                    events = poll(longest_ms)
+                else:
+                    events = poll(self._wait_ms(longest))
                 if not events:
                     # a quiet second: scheduled jobs may be due (and part of a packet held
                     # back by the wake-up threshold is read, for _drop_stalled)
                     self._regrab_sleeping()
+                    self._log_summary(self._summary.due(_monotonic()))
                 for fd, _ in events:
                     data = watched.get(fd, _UNWATCHED)
                     if data is None:
@@ -434,6 +461,16 @@ class Worker:
                         self._probe_done(data)
             for link in ready:
                 self._read(link)
+
+    def _wait_ms(self, longest: float) -> int:
+        """How long the loop may wait (milliseconds) while a connect, a reconnect, a
+        function list or the rest of a packet is due."""
+        timeout = longest if self._settled else min(longest, self._select_timeout())
+        if self._refresh_at is not None:
+            timeout = max(0.0, min(timeout, self._refresh_at - _monotonic()))
+        if self._mid_packet:
+            timeout = min(timeout, self._packet_timeout())
+        return _ceil(timeout * 1000)
 
     def _regrab_sleeping(self) -> None:
         """Ask the sleeping servers for a job again. gearmand does not wake sleeping workers
@@ -726,7 +763,8 @@ class Worker:
                 self._job(link, args[0], args[1], args[3], args[2])
             else:
                 self._handle(link, cmd, args)
-        self._note_partial(link, conn)
+        if self._mid_packet or conn.partial_mark() is not None:
+            self._note_partial(link, conn)
 
     def _note_partial(self, link: _Link, conn: Connection) -> None:
         """Remember when a link last got data while part of a packet is missing."""
@@ -756,7 +794,7 @@ class Worker:
                     and not self._grab_queue
                     and not self._stop
                     and not self._reload_requested
-                    and not self._max_reached()
+                    and self.jobs_done < self._max_jobs
                 ):
                     # the hot path: grab from this server now (as _grab_next would)
                     if self._send(link, _GRAB_SLEEP):
@@ -800,6 +838,15 @@ class Worker:
 
     # ------------------------------------------------------------------- jobs
 
+    def _function(self, raw_function: bytes) -> tuple[str, float, Runner | None]:
+        """The name, time limit and runner (None: not registered) of a function."""
+        name = raw_function.decode("utf-8", "replace")
+        runner = self.registry.get(name)
+        limit = self._timeout_for(name)
+        if runner is not None:
+            self._functions[raw_function] = (name, limit, runner)
+        return name, limit, runner
+
     def _timeout_for(self, name: str) -> float:
         limit = self.settings.job_timeouts.get(name)
         if limit is None:
@@ -822,20 +869,18 @@ class Worker:
         """Run one job and send its result; ``rejected``: fail it with that error instead
         of running it (``json_results`` then tells whether a gearjob client sent it)."""
         handle = raw_handle.decode("utf-8", "replace")
-        name = raw_function.decode("utf-8", "replace")
-        limit = self._timeout_for(name)
+        name, limit, runner = self._functions.get(raw_function) or self._function(raw_function)
         started = _monotonic()
         self._current = _Current(name, handle, started, started + limit if limit else None)
         self._job_link = link
         if self._job_fd is not None:
-            self._record(f"running {name} {handle}")
+            self._record(b"running " + raw_function + b" " + raw_handle)
         if self._log_debug:
             log.debug("job %s %s started (%d bytes)", name, handle, len(workload))
         job = Job(name, handle, unique, workload, limit)
         try:
             if rejected is not None:
                 raise rejected
-            runner = self.registry.get(name)
             if runner is None:
                 raise self._unknown(name)
             _job_slot[0] = (link.conn, raw_handle, raw_function, unique)  # current_job()
@@ -862,16 +907,33 @@ class Worker:
         if _sending():
             _wait_sends()
         self.jobs_done += 1
-        if outcome is not None:
+        ended = _monotonic()
+        duration = ended - started
+        if outcome is None:
+            kind = summary.OK
+            if duration >= self._slow_job:
+                log.warning(
+                    "job %s %s was slow: done in %.3f s (slow_job is %g s)",
+                    name,
+                    handle,
+                    duration,
+                    self._slow_job,
+                )
+            elif self._log_each_job and self._log_info:
+                log.info("job %s %s done in %.3f s", name, handle, duration)
+        else:
+            kind = summary.TIMED_OUT if isinstance(outcome, JobTimeout) else summary.FAILED
             self.jobs_failed[name] = self.jobs_failed.get(name, 0) + 1
-            self._log_failure(name, handle, _monotonic() - started, outcome)
-        elif self._log_info:
-            log.info("job %s %s done in %.3f s", name, handle, _monotonic() - started)
+            self._log_failure(name, handle, duration, outcome)
+        if self._log_info:
+            lines = self._summary.add(name, kind, duration, ended)
+            if lines:
+                self._log_summary(lines)
         if (
             not self._grab_queue
             and not self._stop
             and not self._reload_requested
-            and not self._max_reached()
+            and self.jobs_done < self._max_jobs
         ):
             # the common case: one write for the result and the next GRAB (and PRE_SLEEP
             # when the queue was empty last time)
@@ -886,11 +948,10 @@ class Worker:
         else:
             self._lost_result(name, handle, link)
         if self._job_fd is not None:
-            self._record("idle")
+            self._record(_IDLE_RECORD)
 
     def _max_reached(self) -> bool:
-        max_jobs = self.settings.max_jobs
-        return max_jobs is not None and 0 < max_jobs <= self.jobs_done
+        return self.jobs_done >= self._max_jobs
 
     def _lost_result(self, name: str, handle: str, link: _Link) -> None:
         log.warning(
@@ -926,6 +987,10 @@ class Worker:
         finally:
             self._in_job = False
         return value
+
+    def _log_summary(self, lines: list[str]) -> None:
+        for line in lines:
+            log.info("%s", line)
 
     def _log_failure(self, name: str, handle: str, duration: float, exc: BaseException) -> None:
         if isinstance(exc, JobTimeout):
@@ -965,6 +1030,10 @@ class Worker:
             return
         old, new = set(self.registry.names()), set(registry.names())
         self.settings = settings
+        self._log_each_job = settings.log_each_job
+        self._slow_job = settings.slow_job or math.inf
+        self._max_jobs = settings.max_jobs or math.inf
+        self._functions.clear()
         self.registry = registry
         self._refresh_at = registry.next_refresh()
         log.info(
@@ -982,6 +1051,7 @@ class Worker:
         if _monotonic() < self._refresh_at:  # type: ignore[operator]
             return
         added, removed = self.registry.refresh_due()
+        self._functions.clear()
         self._refresh_at = self.registry.next_refresh()
         if added or removed:
             log.info(

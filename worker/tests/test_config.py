@@ -118,6 +118,13 @@ def test_zero_means_no_limit(tmp_path: Path) -> None:
     assert (s.timeout, s.job_timeout, s.max_jobs) == (None, None, 5)
 
 
+def test_logging_settings(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, "servers = ['h']"), kind="worker")
+    assert (s.slow_job, s.log_each_job) == (10.0, False)
+    s = load_settings(write(tmp_path, "slow_job = 0.5\nlog_each_job = true"), kind="worker")
+    assert (s.slow_job, s.log_each_job) == (0.5, True)
+
+
 def test_defaults_without_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(config, "CLIENT_CONFIG", str(tmp_path / "absent.toml"))
     assert load_settings(kind="client").source is None
@@ -188,6 +195,8 @@ def test_unreadable_and_invalid_toml(tmp_path: Path) -> None:
         ("job_timeout = '1h'", "job_timeout = '1h' is invalid"),
         ("max_jobs = 1.5", "max_jobs = 1.5 is invalid: expected an integer"),
         ("max_jobs = -1", "max_jobs = -1 is invalid: expected an integer >= 0"),
+        ("slow_job = -1", "slow_job = -1 is invalid: expected a number >= 0"),
+        ('log_each_job = "yes"', "log_each_job = 'yes' is invalid: expected true or false"),
         (
             "max_packet_size = 10",
             "max_packet_size = 10 is invalid: expected an integer from 1024 to 1073741824",

@@ -160,7 +160,7 @@ def test_a_context_kept_past_its_job_refuses_to_send(fake_job: Any) -> None:
 
 
 def test_a_background_job_may_send_everything_and_nobody_complains(gearmand, start_worker):
-    worker = start_worker(gearmand, jobs=CONTEXT_JOBS)
+    worker = start_worker(gearmand, jobs=CONTEXT_JOBS, extra=["--log-each-job"])
     with RawClient(gearmand.address) as client:
         client.submit_background("reporting", envelope("reporting", 2))
         wait_for(lambda: "job reporting H:" in worker.log() and " done in " in worker.log())

@@ -455,13 +455,45 @@ def test_connects_to_a_second_server_that_appears_after_the_first(gearmand_facto
 # ----------------------------------------------------------------------------- logging, memory
 
 
-def test_log_lines_carry_job_handle_and_duration_with_timestamps(gearmand, start_worker):
-    worker = start_worker(gearmand)
+def test_log_each_job_logs_a_line_per_job_with_handle_duration_and_timestamp(
+    gearmand, start_worker
+):
+    worker = start_worker(gearmand, extra=["--log-each-job"])
     run(gearmand, "hello", envelope("hello", "x"))
     line = next(ln for ln in worker.wait_log("done in").splitlines() if "done in" in ln)
     assert line.startswith(time.strftime("%Y-"))
     assert " INFO gearjob.worker: job hello H:" in line
     assert line.endswith(" s")
+
+
+def test_by_default_success_is_summarised_and_failures_and_slow_jobs_are_logged(
+    gearmand, start_worker, tmp_path
+):
+    config = write_config(tmp_path / "worker.toml", [str(gearmand)], JOBS, slow_job=0.2)
+    worker = start_worker(extra=["--config", str(config)], jobs=None)
+    for name in ("a", "b", "c"):
+        assert run(gearmand, "hello", envelope("hello", name))[0] == "WORK_COMPLETE"
+    assert run(gearmand, "failing", envelope("failing", "bad"))[0] == "WORK_FAIL"
+    assert run(gearmand, "slow", envelope("slow", 0.3))[0] == "WORK_COMPLETE"
+    log = worker.wait_log(r"job failing H:\S+ failed")
+    assert re.search(r"WARNING gearjob.worker: job slow H:\S+ was slow: done in 0\.3\d\d s", log)
+    worker.send(signal.SIGTERM)
+    assert worker.wait() == 0
+    log = worker.log()
+    assert " done in " not in log.replace("was slow: done in", "")  # no line per success
+    assert re.search(r"INFO gearjob.worker: summary: job hello in the last \d+ s: 3 ok; ", log)
+    assert "summary: job failing in the last" in log and ": 0 ok, 1 failed;" in log
+    assert re.search(r"summary: job slow in the last \d+ s: 1 ok; 0\.3\d\d s mean", log)
+
+
+def test_a_timed_out_job_is_logged_and_counted_as_timed_out(gearmand, start_worker):
+    worker = start_worker(gearmand, extra=["--job-timeout", "0.3"])
+    assert run(gearmand, "slow", envelope("slow", 30)) == ("WORK_FAIL", b"")
+    log = worker.wait_log(r"ERROR gearjob.worker: job slow H:\S+ failed: job slow timed out")
+    worker.send(signal.SIGTERM)
+    assert worker.wait() == 0
+    assert "summary: job slow in the last" in worker.log()
+    assert ": 0 ok, 1 timed out;" in worker.log(), log
 
 
 def test_under_journald_lines_have_priorities_and_no_timestamps(gearmand, start_worker, tmp_path):
