@@ -213,6 +213,7 @@ class Worker:
         self._grabbing: _Link | None = None
         # links with part of a packet: (when more of it last came, Connection.partial_mark)
         self._mid_packet: dict[_Link, tuple[float, int]] = {}
+        self._unanswered: tuple[_Link, float] | None = None  # a GRAB out through quiet seconds
         self._armed: _Link | None = None  # the link whose socket wakes at PRESLEEP_ANSWER
         self._stop = False
         self._stop_reason = ""
@@ -484,11 +485,34 @@ class Worker:
             # the NO_JOB of the last GRAB may be here, held back by the wake-up threshold
             self._read(grabbing)
             if self._grabbing is not None:
+                self._check_unanswered(self._grabbing)
                 return
+        self._unanswered = None
         for link in self.links:
             if link.state == "sleeping":
                 link.state = "idle"
                 self._want_grab(link)
+
+    def _check_unanswered(self, link: _Link) -> None:
+        """Drop ``link`` when its GRAB has had no answer through quiet seconds for
+        _packet_timeout() seconds. gearmand answers a GRAB at once; a server that stays
+        silent (wedged, or its packets dropped by a firewall) would otherwise keep this
+        worker from the jobs of every other server, since one GRAB is out at a time."""
+        if link in self._mid_packet:
+            self._unanswered = None  # part of the answer came: _drop_stalled's case
+            return
+        now = _monotonic()
+        seen = self._unanswered
+        if seen is None or seen[0] is not link:
+            self._unanswered = (link, now)
+        elif now - seen[1] >= self._packet_timeout():
+            self._unanswered = None
+            self._drop(
+                link,
+                f"connection lost: no answer to GRAB_JOB for {now - seen[1]:.0f} s "
+                "(the server is wedged, or the network drops its packets)",
+            )
+            self._grab_next()
 
     def _watch(self, fd: int, data: _Link | _Probe | None, events: int) -> None:
         self._poll.register(fd, events)

@@ -12,6 +12,7 @@ import pytest
 from daemon_helpers import WorkerProcess, run_cli, write_config
 from test_protocol_fuzz import Peer
 
+from gearjob.client import Client
 from gearjob.config import ServerAddress
 from gearjob.errors import ProtocolError
 from gearjob.protocol import (
@@ -163,3 +164,30 @@ def _accept(listener: socket.socket, peers: list[Peer]) -> Peer:
         except EOFError:
             continue
         return peer
+
+
+def test_a_worker_leaves_a_server_that_never_answers_its_grab(tmp_path: Path, gearmand):
+    """A server that takes the connection and then answers nothing (wedged, or its packets
+    dropped by a firewall) must not keep the worker from the jobs of its other servers."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(30)
+    port = listener.getsockname()[1]
+    config = write_config(
+        tmp_path / "worker.toml",
+        [f"127.0.0.1:{port}", str(gearmand)],
+        {"hello": "sample_jobs:hello_world"},
+        connect_timeout=1.0,  # gives up on the silent server after 6 s
+    )
+    worker = WorkerProcess(["--config", str(config)], tmp_path / "worker.log")
+    peers: list[Peer] = []
+    try:
+        worker.start()
+        _accept(listener, peers).until(Cmd.GRAB_JOB_UNIQ)  # and it is never answered
+        with Client([gearmand.address]) as client:
+            assert client.submit("hello", "Danny", timeout=60) == "Hello Danny"
+        assert "no answer to GRAB_JOB" in worker.log()
+    finally:
+        for peer in peers:
+            peer.close()
+        worker.stop()
+        listener.close()
