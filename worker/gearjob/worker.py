@@ -213,7 +213,9 @@ class Worker:
         self._grabbing: _Link | None = None
         # links with part of a packet: (when more of it last came, Connection.partial_mark)
         self._mid_packet: dict[_Link, tuple[float, int]] = {}
-        self._unanswered: tuple[_Link, float] | None = None  # a GRAB out through quiet seconds
+        # the connection whose GRAB has been out through quiet seconds, and since when (a
+        # connection, not a link: after a reconnect the count starts again)
+        self._unanswered: tuple[Connection | None, float] | None = None
         self._armed: _Link | None = None  # the link whose socket wakes at PRESLEEP_ANSWER
         self._stop = False
         self._stop_reason = ""
@@ -503,8 +505,8 @@ class Worker:
             return
         now = _monotonic()
         seen = self._unanswered
-        if seen is None or seen[0] is not link:
-            self._unanswered = (link, now)
+        if seen is None or seen[0] is not link.conn:
+            self._unanswered = (link.conn, now)
         elif now - seen[1] >= self._packet_timeout():
             self._unanswered = None
             self._drop(
