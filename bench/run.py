@@ -52,6 +52,7 @@ HERE = Path(__file__).resolve().parent
 PEERS = HERE / "peers"
 FUNCTION = "bench_echo"
 GEARMAND = shutil.which("gearmand") or "/usr/sbin/gearmand"
+COMPILED = "gearjob (mypyc)"
 
 
 def free_port() -> int:
@@ -237,12 +238,19 @@ def medians(samples: Samples) -> dict[str, dict[str, dict[str, float]]]:
     }
 
 
-def ratio(samples: Samples, view: str, key: str, other: str) -> float:
-    """gearjob's figure over ``other``'s: the median of the rounds' own ratios. Both runs of
+def ratio(samples: Samples, view: str, key: str, other: str, name: str = "gearjob") -> float:
+    """``name``'s figure over ``other``'s: the median of the rounds' own ratios. Both runs of
     a round ran minutes apart at most, so a machine that is faster or slower for a while
     moves both; the ratio of two medians could pair a fast round with a slow one."""
-    ours, theirs = samples[view]["gearjob"][key], samples[view][other][key]
+    ours, theirs = samples[view][name][key], samples[view][other][key]
     return statistics.median(g / o for g, o in zip(ours, theirs, strict=True))
+
+
+def gearjob_stack(name: str, python: str, env: dict[str, str]) -> Stack:
+    """gearjob's worker daemon and client (bench/peers/gearjob_peer.py) under ``python``."""
+    worker = [python, "-m", "gearjob", "worker", "--server", "127.0.0.1:{port}"]
+    worker += ["--job", f"{FUNCTION}=bench_jobs:echo", "--log-level", "warning"]
+    return Stack(name, worker, [python, str(PEERS / "gearjob_peer.py")], env)
 
 
 def idle_worker_rss_mb(stack: Stack) -> float:
@@ -383,7 +391,22 @@ def main() -> int:
         help="also count instructions per job with valgrind's callgrind (a few minutes;\n"
         "the same figures on a busy machine as on an idle one)",
     )
+    parser.add_argument(
+        "--cpus",
+        help="run every process (gearmand, clients, workers) on these CPUs only, e.g. 1 or\n"
+        "0,1: with one CPU the figures are the CPU cost per job, without the wake-ups\n"
+        "from one CPU to another (see docs/benchmarks.md)",
+    )
+    parser.add_argument(
+        "--compiled-python",
+        metavar="PYTHON",
+        help=f"also measure {COMPILED!r}: gearjob as installed for this interpreter\n"
+        "(bench/compiled.sh builds one with mypyc and passes it here)",
+    )
     args = parser.parse_args()
+    if args.cpus:
+        # children (gearmand, the peers) inherit the affinity
+        os.sched_setaffinity(0, {int(cpu) for cpu in args.cpus.split(",")})
 
     env = dict(os.environ, PYTHONPATH=f"{PEERS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     python = sys.executable
@@ -394,23 +417,7 @@ def main() -> int:
             [args.c_peer],
             env,
         ),
-        Stack(
-            "gearjob",
-            [
-                python,
-                "-m",
-                "gearjob",
-                "worker",
-                "--server",
-                "127.0.0.1:{port}",
-                "--job",
-                f"{FUNCTION}=bench_jobs:echo",
-                "--log-level",
-                "warning",
-            ],
-            [python, str(PEERS / "gearjob_peer.py")],
-            env,
-        ),
+        gearjob_stack("gearjob", python, env),
         Stack(
             "python3-gearman",
             [
@@ -425,6 +432,8 @@ def main() -> int:
             env,
         ),
     ]
+    if args.compiled_python:
+        stacks.append(gearjob_stack(COMPILED, args.compiled_python, env))
     load_before = os.getloadavg()[0]
     samples = run_rounds(stacks, stacks[1], args.jobs, args.rounds)
     results = medians(samples)
@@ -435,7 +444,9 @@ def main() -> int:
     names = [s.name for s in stacks]
     print(
         f"\nN = {args.jobs:,} jobs per case, median of {args.rounds} round(s), gearmand -t 1 on "
-        f"loopback, {os.cpu_count()} cores, load average {load_before:.1f} before, "
+        f"loopback, {os.cpu_count()} cores"
+        f"{f' (every process on CPU {args.cpus})' if args.cpus else ''}, load average "
+        f"{load_before:.1f} before, "
         f"{load_after:.1f} after\n"
     )
     print("clients: every client on gearjob's worker(s); stacks: each with its own worker(s)\n")
@@ -448,9 +459,11 @@ def main() -> int:
             + " |"
         )
 
+    compiled = COMPILED in names
     print("\nRatios: the median of the rounds' own ratios.\n")
-    print("| view | ratio (jobs/s) | gearjob / C | gearjob / python3-gearman |")
-    print("|---|---|---:|---:|")
+    extra = f" {COMPILED} / C |" if compiled else ""
+    print(f"| view | ratio (jobs/s) | gearjob / C | gearjob / python3-gearman |{extra}")
+    print("|---|---|---:|---:|" + ("---:|" if compiled else ""))
     ratios: dict[tuple[str, str], tuple[float, float]] = {}
     for view, label, key, _ in ROWS:
         if key in THROUGHPUT:
@@ -459,7 +472,8 @@ def main() -> int:
                 ratio(samples, view, key, "python3-gearman"),
             )
             c, p = ratios[view, key]
-            print(f"| {view} | {label} | {c:.2f}x | {p:.2f}x |")
+            cc = ratio(samples, view, key, "C libgearman", COMPILED) if compiled else None
+            print(f"| {view} | {label} | {c:.2f}x | {p:.2f}x |" + (f" {cc:.2f}x |" if cc else ""))
     checks = [
         ("a) fg sequential, clients: >= 0.9x C", ratios["clients", "fg_jobs_s"][0] >= 0.9),
         ("c) fg batch, clients: > 1.0x C", ratios["clients", "batch_jobs_s"][0] > 1.0),

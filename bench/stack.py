@@ -11,8 +11,9 @@ gearmand:
 - background: N jobs submitted by the C client (bench/gearbench.c) with every worker stopped,
   then drained by the W provisioned gearjob units, and N more drained by W C workers
   (gearbench worker): submit jobs/s, both drain rates and their ratio;
-- foreground: M sequential jobs through the W units, by the C client and the gearjob client:
-  jobs/s, p50/p99 latency;
+- foreground: M sequential jobs through the W units, by the C client and the gearjob client,
+  and M through W C workers by the C client (the C pair, the reference for the gearjob pair):
+  jobs/s, p50/p99 latency, and the pair's ratio;
 - the resident memory of the idle units.
 
 Then a foreground batch of CPU-bound jobs (stackbench_burn, MS ms of CPU each) through 1 and
@@ -50,6 +51,7 @@ QUEUES = ["memory", "sqlite", "mysql", "postgres"]
 QUEUE_SHARE = {"memory": 1.0, "sqlite": 0.1, "mysql": 0.25, "postgres": 0.25}
 # The targets of the stack benchmark (issue 6).
 DRAIN_RATIO = 0.9
+FG_PAIR_RATIO = 0.9  # issue 16: the foreground pair (gearjob client and worker) against the C pair
 SPEEDUP = 1.8
 RERUN_SECONDS = 20.0
 
@@ -271,6 +273,18 @@ def report(args: argparse.Namespace, r: dict) -> bool:
             "fg gearjob client p50 / p99, ms",
             lambda f: f"{f['fg_gearjob_p50_ms']:.2f} / {f['fg_gearjob_p99_ms']:.2f}",
         ),
+        (
+            "fg sequential, C pair (C client, C workers), jobs/s",
+            lambda f: f"{f['fg_cpair_jobs_s']:,.0f}",
+        ),
+        (
+            "fg C pair p50 / p99, ms",
+            lambda f: f"{f['fg_cpair_p50_ms']:.2f} / {f['fg_cpair_p99_ms']:.2f}",
+        ),
+        (
+            "fg pair, gearjob / C (median of the rounds' ratios)",
+            lambda f: f"{f['fg_pair_ratio']:.2f}x",
+        ),
         ("idle worker RSS after the jobs, MB", lambda f: f"{f['rss_mb']:.1f}"),
         ("converge to this queue type, s", lambda f: f"{f['converge_s']:.1f}"),
     ]
@@ -302,6 +316,13 @@ def report(args: argparse.Namespace, r: dict) -> bool:
         (
             f"drain {t}: gearjob / C {q[t]['ratio']:.2f}x >= {DRAIN_RATIO}x",
             q[t]["ratio"] >= DRAIN_RATIO,
+        )
+        for t in args.queues
+    ]
+    checks += [
+        (
+            f"fg pair {t}: gearjob / C {q[t]['fg_pair_ratio']:.2f}x >= {FG_PAIR_RATIO}x",
+            q[t]["fg_pair_ratio"] >= FG_PAIR_RATIO,
         )
         for t in args.queues
     ]

@@ -9,7 +9,8 @@ bench/stack.py copies this file with bench/run.py, bench/peers/ and the compiled
       N background jobs submitted by the C client with every worker stopped, drained by the W
       provisioned gearjob-worker@ units; N more, drained by W C workers (the order alternates
       from round to round); M sequential foreground jobs through the W units, by the C client
-      and by the gearjob client. Then the resident memory of the units, idle.
+      and by the gearjob client, and M through W C workers by the C client (the C pair, beside
+      the gearjob pair: gearjob's client on its units). Then the resident memory of the units, idle.
   stack_agent.py batch --jobs N --ms MS --workers W --rounds R
       an N-job foreground batch of stackbench_burn (MS ms of CPU each) through 1 unit, then
       through W units (alternating order), R rounds
@@ -158,14 +159,23 @@ def measure_queue(n: int, fg_jobs: int, workers: int, rounds: int) -> dict[str, 
             say(f"round {r + 1}/{rounds}: {n} background jobs, drained by {workers} {name} workers")
             figures[f"submit_{name}_jobs_s"] = submit(n)
             figures[f"drain_{name}_jobs_s"] = timed_drain(start(), n)
-        with provisioned(workers):
-            for stack in (C, GEARJOB_CLIENT):
-                say(f"round {r + 1}/{rounds}: {fg_jobs} foreground jobs, {stack.name} client")
+        # the foreground cases: the C client and the gearjob client on the units, then the C
+        # pair (C client, C workers), the reference for the gearjob pair; one after the other
+        fg_cases = [
+            ("c", C, lambda: provisioned(workers)),
+            ("gearjob", GEARJOB_CLIENT, lambda: provisioned(workers)),
+            ("cpair", C, lambda: C.workers(PORT, workers)),
+        ]
+        for key, stack, start in fg_cases if r % 2 == 0 else fg_cases[::-1]:
+            stop_units()
+            with start():
+                say(f"round {r + 1}/{rounds}: {fg_jobs} fg jobs, {key} ({stack.name} client)")
                 out = stack.client("fg", PORT, fg_jobs)
-                key = "c" if stack is C else "gearjob"
-                figures[f"fg_{key}_jobs_s"] = fg_jobs / out["seconds"]
-                figures[f"fg_{key}_p50_ms"] = out["p50_ms"]
-                figures[f"fg_{key}_p99_ms"] = out["p99_ms"]
+            figures[f"fg_{key}_jobs_s"] = fg_jobs / out["seconds"]
+            figures[f"fg_{key}_p50_ms"] = out["p50_ms"]
+            figures[f"fg_{key}_p99_ms"] = out["p99_ms"]
+        # the rounds' own ratios (their median below): the two runs of a round are seconds apart
+        figures["fg_pair_ratio"] = figures["fg_gearjob_jobs_s"] / figures["fg_cpair_jobs_s"]
         samples.append(figures)
     result = median_of(samples)
     submits = [s[k] for s in samples for k in ("submit_gearjob_jobs_s", "submit_c_jobs_s")]
