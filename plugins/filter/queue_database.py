@@ -43,16 +43,16 @@ from typing import Any
 # version); the client's errors (no such account, no server) leave lines out.
 _DPKG = (
     "dpkg-query --show --showformat='package\\t${Package}\\t${db:Status-Status}"
-    "\\t${Version}\\n' -- \"$1\" 2>/dev/null\n"
+    '\\t${Version}\\n\' -- "$1" 2>/dev/null\n'
 )
 _MYSQL = _DPKG + (
-    'client=$(command -v mariadb || command -v mysql) || exit 0\n'
+    "client=$(command -v mariadb || command -v mysql) || exit 0\n"
     '"$client" --protocol=socket --socket="$2" --user=root --batch --skip-column-names'
     ' --force --execute="$3" 2>/dev/null\n'
     "exit 0\n"
 )
 _POSTGRES = _DPKG + (
-    'psql --no-psqlrc --quiet --tuples-only --no-align --field-separator="$(printf \'\\t\')"'
+    "psql --no-psqlrc --quiet --tuples-only --no-align --field-separator=\"$(printf '\\t')\""
     ' --dbname=postgres --command="$2" 2>/dev/null\n'
     "exit 0\n"
 )
@@ -68,13 +68,17 @@ def _sql_string(value: str, backslash: bool = True) -> str:
     """``value`` as an SQL string literal (MariaDB reads a backslash as an escape by default,
     PostgreSQL as itself)."""
     if not isinstance(value, str):
-        raise ValueError(f"queue database probe: expected a string, got {value!r}")
+        raise TypeError(
+            f"queue database probe: a database, user or host name is a string, got {value!r}"
+        )
     if backslash:
         value = value.replace("\\", "\\\\")
     return "'" + value.replace("'", "''") + "'"
 
 
-def queue_db_mysql_probe(db: str, user: str, host: str, driver: str, socket: str) -> list[str]:
+def queue_db_mysql_probe(
+    db: str, user: str, host: str, driver: str, socket: str
+) -> list[str]:
     sql = (
         "SELECT 'schema', SCHEMA_NAME FROM information_schema.SCHEMATA"
         f" WHERE SCHEMA_NAME = {_sql_string(db)};"
@@ -101,7 +105,10 @@ def _rows(stdout: str) -> list[list[str]]:
 
 def _driver_installed(rows: list[list[str]], driver: str) -> bool:
     return any(
-        len(row) == 4 and row[0] == "package" and row[1] == driver and row[2] == "installed"
+        len(row) == 4
+        and row[0] == "package"
+        and row[1] == driver
+        and row[2] == "installed"
         for row in rows
     )
 
@@ -118,7 +125,8 @@ def _grants(lines: list[str]) -> dict[str, set[str]] | None:
         if match is None:
             return None
         privileges = {
-            "ALL" if p.strip() == "ALL PRIVILEGES" else p.strip() for p in match.group(1).split(",")
+            "ALL" if p.strip() == "ALL PRIVILEGES" else p.strip()
+            for p in match.group(1).split(",")
         }
         if "WITH GRANT OPTION" in match.group(7):
             privileges.add("GRANT")
@@ -138,7 +146,9 @@ def queue_db_mysql_is(
     if _values(rows, "password") != [wanted]:
         return False
     quoted_db = "`" + db.replace("`", "``") + "`.*"
-    grants = _grants([row[0] for row in rows if len(row) == 1 and row[0].startswith("GRANT ")])
+    grants = _grants(
+        [row[0] for row in rows if len(row) == 1 and row[0].startswith("GRANT ")]
+    )
     return grants == {"*.*": {"USAGE"}, quoted_db: {"ALL"}}
 
 
@@ -148,13 +158,18 @@ def _scram_matches(verifier: str, password: str) -> bool:
     if match is None or not re.fullmatch(r"[\x20-\x7e]+", password):
         return False
     salted = hashlib.pbkdf2_hmac(
-        "sha256", password.encode(), base64.b64decode(match.group(2)), int(match.group(1))
+        "sha256",
+        password.encode(),
+        base64.b64decode(match.group(2)),
+        int(match.group(1)),
     )
     server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
     return hmac.compare_digest(server_key, base64.b64decode(match.group(4)))
 
 
-def queue_db_postgres_is(stdout: str, db: str, user: str, password: str, driver: str) -> bool:
+def queue_db_postgres_is(
+    stdout: str, db: str, user: str, password: str, driver: str
+) -> bool:
     rows = _rows(stdout)
     verifiers = _values(rows, "password")
     if not _driver_installed(rows, driver) or len(verifiers) != 1:

@@ -27,7 +27,9 @@ ACCOUNT = ("gearman_s1", "gearman_s1", "172.31.0.3")
 
 
 def mysql_is(out: str, password: str = "s3cret") -> bool:
-    return bool(queue_database.queue_db_mysql_is(out, *ACCOUNT, password, "python3-pymysql"))
+    return bool(
+        queue_database.queue_db_mysql_is(out, *ACCOUNT, password, "python3-pymysql")
+    )
 
 
 def test_the_filters_are_registered() -> None:
@@ -50,17 +52,26 @@ def test_whatever_the_mysql_modules_would_change_is_not_the_same() -> None:
     assert not mysql_is(MYSQL_OUT.replace("schema\tgearman_s1\n", ""))
     assert not mysql_is(MYSQL_OUT.replace(f"password\t{NATIVE}\n", ""))
     # A grant more, less, or with GRANT OPTION: mysql_user would revoke or grant.
-    assert not mysql_is(MYSQL_OUT + "GRANT SELECT ON `other`.* TO `gearman_s1`@`172.31.0.3`\n")
-    assert not mysql_is(MYSQL_OUT.replace("GRANT ALL PRIVILEGES", "GRANT SELECT, INSERT"))
     assert not mysql_is(
-        MYSQL_OUT.replace("`gearman_s1`@`172.31.0.3`\n", "`gearman_s1`@`172.31.0.3` WITH GRANT OPTION\n")
+        MYSQL_OUT + "GRANT SELECT ON `other`.* TO `gearman_s1`@`172.31.0.3`\n"
+    )
+    assert not mysql_is(
+        MYSQL_OUT.replace("GRANT ALL PRIVILEGES", "GRANT SELECT, INSERT")
+    )
+    assert not mysql_is(
+        MYSQL_OUT.replace(
+            "`gearman_s1`@`172.31.0.3`\n",
+            "`gearman_s1`@`172.31.0.3` WITH GRANT OPTION\n",
+        )
     )
     # A line the pattern does not read (a role granted to the account).
     assert not mysql_is(MYSQL_OUT + "GRANT `admin` TO `gearman_s1`@`172.31.0.3`\n")
     assert not mysql_is("")
 
 
-def scram(password: str, salt: bytes = b"0123456789abcdef", iterations: int = 4096) -> str:
+def scram(
+    password: str, salt: bytes = b"0123456789abcdef", iterations: int = 4096
+) -> str:
     salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
     client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
     stored_key = hashlib.sha256(client_key).digest()
@@ -74,7 +85,9 @@ def test_a_postgres_role_and_database_in_place_are_the_same() -> None:
 
     def same(text: str, password: str = "pw") -> bool:
         return bool(
-            queue_database.queue_db_postgres_is(text, "gearman", "gearman", password, "python3-psycopg2")
+            queue_database.queue_db_postgres_is(
+                text, "gearman", "gearman", password, "python3-psycopg2"
+            )
         )
 
     assert same(out)
@@ -93,7 +106,9 @@ def fake_clients(tmp_path: Path) -> dict[str, str]:
     """A PATH whose dpkg-query, mariadb and psql print their arguments, one a line."""
     for name in ("dpkg-query", "mariadb", "psql"):
         tool = tmp_path / name
-        tool.write_text(f'#!/bin/sh\necho {name}\nfor a; do printf "%s\\n" "$a"; done\n')
+        tool.write_text(
+            f'#!/bin/sh\necho {name}\nfor a; do printf "%s\\n" "$a"; done\n'
+        )
         tool.chmod(0o755)
     return {**os.environ, "PATH": f"{tmp_path}:/usr/bin:/bin"}
 
@@ -102,7 +117,9 @@ def test_the_mysql_probe_passes_the_names_as_sql_literals(tmp_path: Path) -> Non
     argv = queue_database.queue_db_mysql_probe(
         "db'1", "us\\er", "10.0.0.1", "python3-pymysql", "/run/mysqld/mysqld.sock"
     )
-    out = subprocess.run(argv, env=fake_clients(tmp_path), capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        argv, env=fake_clients(tmp_path), capture_output=True, text=True, check=True
+    )
     lines = out.stdout.splitlines()
     assert lines[:3] == ["dpkg-query", "--show", lines[2]]
     assert "python3-pymysql" in lines
@@ -114,8 +131,12 @@ def test_the_mysql_probe_passes_the_names_as_sql_literals(tmp_path: Path) -> Non
 
 
 def test_the_postgres_probe_runs_psql_with_tab_separated_fields(tmp_path: Path) -> None:
-    argv = queue_database.queue_db_postgres_probe("gear'man", "us\\er", "python3-psycopg2")
-    out = subprocess.run(argv, env=fake_clients(tmp_path), capture_output=True, text=True, check=True)
+    argv = queue_database.queue_db_postgres_probe(
+        "gear'man", "us\\er", "python3-psycopg2"
+    )
+    out = subprocess.run(
+        argv, env=fake_clients(tmp_path), capture_output=True, text=True, check=True
+    )
     lines = out.stdout.splitlines()
     assert "psql" in lines
     assert "--field-separator=\t" in lines
