@@ -163,9 +163,10 @@ def host_file_is(
     if kind == "f":
         if content is None or len(entry) < 5:
             return False
-        return (
-            hashlib.sha1(content.encode()).hexdigest() == entry[4]
-        )  # a checksum, as sha1sum prints
+        # A checksum, as sha1sum prints. surrogateescape gives back the bytes of a file read
+        # with the file lookup when they are not UTF-8.
+        data = content.encode("utf-8", "surrogateescape")
+        return hashlib.sha1(data).hexdigest() == entry[4]
     return True
 
 

@@ -75,6 +75,21 @@ def test_a_file_is_the_same_only_with_its_content_owner_group_and_mode(
     assert not host_files.host_file_is(out, str(path), state="directory", **same)
 
 
+def test_bytes_that_are_not_utf8_compare_as_the_file_lookup_reads_them(
+    tmp_path: Path,
+) -> None:
+    # Ansible's file lookup decodes with surrogateescape (a key or certificate of one's own
+    # PKI need not be UTF-8): the same bytes are the same file.
+    path = tmp_path / "host.key"
+    path.write_bytes(b"key \xff\xfe\n")
+    path.chmod(0o640)
+    out = probe(path)
+    read = path.read_bytes().decode("utf-8", "surrogateescape")
+    same = {"owner": OWNER, "group": GROUP, "mode": "0640"}
+    assert host_files.host_file_is(out, str(path), content=read, **same)
+    assert not host_files.host_file_is(out, str(path), content="key \n", **same)
+
+
 def test_directories_links_and_missing_paths(tmp_path: Path) -> None:
     folder = tmp_path / "conf.d"
     folder.mkdir(mode=0o755)

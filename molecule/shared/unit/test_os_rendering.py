@@ -165,6 +165,7 @@ OS_KEY_PLACES: dict[str, dict[str, Place]] = {
     "gearmand_version": {},
     "service": {
         "gearman_server__service": Place(ALL, '"{}"'),
+        "gearman_server__read_units": Place(ALL, '"{}.service"'),
         "queue.toml.j2": Place(ALL, 'service = "{}"'),
         "gearjob-firewall.service.j2": Place(ALL, "{}.service"),
         "gearman-tls.service.j2": Place(ALL, "{}.service"),
@@ -186,10 +187,12 @@ OS_KEY_PLACES: dict[str, dict[str, Place]] = {
     },
     "postgres_python_package": {},
     "mysql_client_package": {
-        "gearman_server__queue_client_packages": Place(ALL, '"{}"')
+        "gearman_server__queue_client_packages": Place(ALL, '"{}"'),
+        "gearman_server__other_packages": Place(frozenset({"mysql"}), '"{}"'),
     },
     "postgres_client_package": {
-        "gearman_server__queue_client_packages": Place(ALL, '"{}"')
+        "gearman_server__queue_client_packages": Place(ALL, '"{}"'),
+        "gearman_server__other_packages": Place(frozenset({"postgres"}), '"{}"'),
     },
 }
 
