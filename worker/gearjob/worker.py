@@ -199,7 +199,6 @@ class Worker:
         reload: ReloadFunc | None = None,
         notifier: Notifier | None = None,
     ) -> None:
-        self.settings = settings
         self.registry = registry
         self._reload_func = reload
         self.notifier = notifier if notifier is not None else Notifier()
@@ -243,9 +242,7 @@ class Worker:
         # raw function name -> (name, time limit, runner): _job's look-ups in one (emptied
         # whenever the registry or the settings change; only registered functions)
         self._functions: dict[bytes, tuple[str, float, Runner]] = {}
-        self._max_jobs = settings.max_jobs or math.inf
-        self._log_each_job = settings.log_each_job
-        self._slow_job = settings.slow_job or math.inf  # 0: never logged as slow
+        self._use_settings(settings)
         self._watchdog_stop = threading.Event()
         # one bound method, installed and compared before every job with a time limit
         self._alarm_handler = self._on_alarm
@@ -417,7 +414,6 @@ class Worker:
         self.notifier.close()
 
     def _loop(self) -> None:
-        max_jobs = self.settings.max_jobs
         poll = self._poll.poll
         watched = self._watched
         # the loop turns at least this often (the watchdog thread checks its heartbeat)
@@ -428,12 +424,13 @@ class Worker:
             self._heartbeat = _monotonic()
             if self._stop:
                 return
-            if max_jobs and self.jobs_done >= max_jobs:
-                self._stop_reason = f"{self.jobs_done} job(s) done (max_jobs {max_jobs})"
+            if self.jobs_done >= self._max_jobs:
+                self._stop_reason = (
+                    f"{self.jobs_done} job(s) done (max_jobs {self.settings.max_jobs})"
+                )
                 return
             if self._reload_requested and self._grabbing is None:
                 self._reload()
-                max_jobs = self.settings.max_jobs
             elif self._refresh_at is not None and self._grabbing is None:
                 self._refresh()  # when a command group's function list is due
             if not self._settled:
@@ -1036,6 +1033,14 @@ class Worker:
 
     # ----------------------------------------------------------------- reload
 
+    def _use_settings(self, settings: Settings) -> None:
+        """Take ``settings``, with the values read from them on every job."""
+        self.settings = settings
+        self._max_jobs = settings.max_jobs or math.inf
+        self._log_each_job = settings.log_each_job
+        self._slow_job = settings.slow_job or math.inf  # 0: never logged as slow
+        self._functions.clear()  # their time limits may have changed
+
     def _reload(self) -> None:
         self._reload_requested = False
         self.notifier.reloading("reloading configuration")
@@ -1055,11 +1060,7 @@ class Worker:
             self.notifier.ready(self._idle_status())
             return
         old, new = set(self.registry.names()), set(registry.names())
-        self.settings = settings
-        self._log_each_job = settings.log_each_job
-        self._slow_job = settings.slow_job or math.inf
-        self._max_jobs = settings.max_jobs or math.inf
-        self._functions.clear()
+        self._use_settings(settings)
         self.registry = registry
         self._refresh_at = registry.next_refresh()
         log.info(
